@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The newcomer's entry point: `scripts/dev.sh run|test|lint|setup`.
+# Finds a Python 3.12+ interpreter, keeps .venv in step with requirements.txt,
+# then runs the platform, the test suite or the linters.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="${VENV:-$ROOT/.venv}"
+
+usable() {
+  # pyenv shims exist on PATH even for versions that are not selected, so run it.
+  "$1" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1
+}
+
+find_python() {
+  local candidate root
+  if [ -n "${PYTHON:-}" ]; then echo "$PYTHON"; return; fi
+  local candidates=(python3.13 python3.12)
+  root="$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")"
+  candidates+=("$root"/versions/3.13*/bin/python3.13 "$root"/versions/3.12*/bin/python3.12 python3 python)
+  for candidate in "${candidates[@]}"; do
+    if usable "$candidate"; then command -v "$candidate"; return; fi
+  done
+  echo "No Python 3.12+ interpreter found: install Python 3.13 or set PYTHON=/path/to/python3.13" >&2
+  exit 1
+}
+
+setup() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    local python
+    python="$(find_python)"
+    echo "Creating $VENV with $python ($("$python" --version))"
+    "$python" -m venv "$VENV"
+  fi
+  local stamp="$VENV/.requirements.sha256"
+  local want
+  want="$(sha256sum requirements.txt | cut -d' ' -f1)"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet -r requirements.txt
+    echo "$want" >"$stamp"
+  fi
+}
+
+cmd="${1:-run}"
+shift || true
+case "$cmd" in
+  setup)
+    setup
+    ;;
+  run)
+    setup
+    export DEBUG="${DEBUG:-1}"
+    "$VENV/bin/python" manage.py migrate --noinput
+    "$VENV/bin/python" manage.py collectstatic --noinput --verbosity 0
+    "$VENV/bin/python" manage.py ensureadmin
+    host="${HOST:-127.0.0.1}"
+    port="${PORT:-8000}"
+    echo "Admin:    http://$host:$port/admin/"
+    echo "API docs: http://$host:$port/api/docs/"
+    exec "$VENV/bin/daphne" -b "$host" -p "$port" platform_site.asgi:application
+    ;;
+  test)
+    setup
+    exec "$VENV/bin/python" -m pytest "$@"
+    ;;
+  lint)
+    setup
+    "$VENV/bin/ruff" check .
+    "$VENV/bin/ruff" format --check .
+    ;;
+  *)
+    echo "usage: scripts/dev.sh run|test|lint|setup [pytest args]" >&2
+    exit 2
+    ;;
+esac
