@@ -1,0 +1,49 @@
+"""Domain exceptions raised by services; platform_site.errors turns them into HTTP responses."""
+
+from typing import Any
+
+
+class ApplicationError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details
+
+
+class NotFound(ApplicationError):
+    status_code = 404
+    code = "not_found"
+
+
+class ValidationFailed(ApplicationError):
+    status_code = 400
+    code = "invalid"
+
+
+class PermissionDenied(ApplicationError):
+    status_code = 403
+    code = "permission_denied"
+
+
+class Conflict(ApplicationError):
+    status_code = 409
+    code = "conflict"
+
+
+class ServiceUnavailable(ApplicationError):
+    status_code = 503
+    code = "unavailable"
+
+
+class RateLimited(ApplicationError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None, details: Any = None) -> None:
+        super().__init__(message, code=code, details=details)
+        self.retry_after = max(1, int(retry_after))
