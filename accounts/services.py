@@ -1,0 +1,88 @@
+"""Writes for users and API keys."""
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from platform_site.exceptions import ValidationFailed
+
+from .models import ApiKey, User
+
+KEY_SCHEME = "llmp"
+# last_used_at is refreshed at most this often per key, so authenticating a
+# request is normally read-only.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+def api_key_hash(raw_key: str) -> str:
+    # The secret is 256 random bits: a fast hash is enough, a slow KDF adds nothing.
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class GeneratedKey:
+    raw: str
+    prefix: str
+    key_hash: str
+
+
+def api_key_generate() -> GeneratedKey:
+    prefix = secrets.token_hex(6)
+    raw = f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
+    return GeneratedKey(raw=raw, prefix=prefix, key_hash=api_key_hash(raw))
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    api_key: ApiKey
+    secret: str
+
+
+def api_key_create(*, owner: User, name: str, expires_at: datetime | None = None) -> IssuedKey:
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationFailed("expires_at must be in the future.", details={"expires_at": ["Must be in the future."]})
+    generated = api_key_generate()
+    api_key = ApiKey.objects.create(
+        owner=owner, name=name, prefix=generated.prefix, key_hash=generated.key_hash, expires_at=expires_at
+    )
+    return IssuedKey(api_key=api_key, secret=generated.raw)
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+    return api_key
+
+
+def api_key_mark_used(*, api_key: ApiKey) -> None:
+    now = timezone.now()
+    if api_key.last_used_at is not None and now - api_key.last_used_at < LAST_USED_RESOLUTION:
+        return
+    # The filter makes concurrent requests write at most once per interval.
+    ApiKey.objects.filter(pk=api_key.pk).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
+    ).update(last_used_at=now)
+    api_key.last_used_at = now
+
+
+@transaction.atomic
+def api_keys_purge(*, older_than: timedelta) -> int:
+    """Delete keys that expired or were revoked more than ``older_than`` ago."""
+    cutoff = timezone.now() - older_than
+    deleted, _ = ApiKey.objects.filter(Q(revoked_at__lt=cutoff) | Q(expires_at__lt=cutoff)).delete()
+    return deleted
+
+
+def user_ensure_admin(*, username: str, email: str, password: str) -> tuple[User, bool]:
+    """Create the superuser unless a user with that name exists. Returns (user, created)."""
+    existing = User.objects.filter(username=username).first()
+    if existing is not None:
+        return existing, False
+    user = User.objects.create_superuser(username=username, email=email, password=password)
+    return user, True

@@ -1,0 +1,80 @@
+"""Chats and their provider-neutral history.
+
+A message's content is a list of typed blocks (``text``, ``tool_call``,
+``tool_result``, ``thinking``) so any provider can replay any other's turns.
+Provider and model are stored as names on messages: history outlives config rows.
+"""
+
+from django.conf import settings
+from django.db import models
+
+
+class Chat(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chats")
+    title = models.CharField(max_length=200, blank=True)
+    provider = models.ForeignKey(
+        "providers.Provider", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    model = models.CharField(max_length=200, blank=True)
+    system_prompt = models.ForeignKey(
+        "prompts.SystemPrompt", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    mcp_servers = models.ManyToManyField(
+        "mcp_servers.McpServer", blank=True, related_name="+", help_text="Empty: all enabled servers."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-updated_at"], name="chat_owner_updated")]
+
+    def __str__(self) -> str:
+        return self.title or f"Chat {self.pk}"
+
+
+class Role(models.TextChoices):
+    SYSTEM = "system", "System"
+    USER = "user", "User"
+    ASSISTANT = "assistant", "Assistant"
+    TOOL = "tool", "Tool"
+
+
+class Message(models.Model):
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="messages")
+    position = models.PositiveIntegerField()
+    role = models.CharField(max_length=10, choices=Role.choices)
+    content = models.JSONField(default=list, help_text="List of content blocks.")
+    provider = models.CharField(max_length=50, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["chat", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["chat", "position"], name="message_position_unique_per_chat"),
+            models.CheckConstraint(condition=models.Q(role__in=Role.values), name="message_role_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} #{self.position} in chat {self.chat_id}"
+
+
+class ToolExecution(models.Model):
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="tool_executions")
+    tool_call_id = models.CharField(max_length=200, blank=True)
+    server = models.CharField(max_length=40)
+    tool = models.CharField(max_length=200)
+    arguments = models.JSONField(default=dict)
+    result = models.JSONField(default=list, help_text="Result content blocks.")
+    is_error = models.BooleanField(default=False)
+    duration_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["message", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.server}__{self.tool}"

@@ -1,0 +1,9 @@
+from django.urls import path
+
+from . import apis
+
+urlpatterns = [
+    path("chats", apis.ChatListCreateApi.as_view(), name="chats"),
+    path("chats/<int:chat_id>", apis.ChatDetailApi.as_view(), name="chat-detail"),
+    path("chats/<int:chat_id>/messages", apis.MessageListApi.as_view(), name="chat-messages"),
+]

@@ -1,0 +1,82 @@
+"""MCP server configurations. The name is the tool prefix offered to models (``<name>__<tool>``)."""
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from providers.validators import validate_http_url
+
+from .validators import validate_server_name, validate_string_list, validate_string_mapping
+
+
+class Transport(models.TextChoices):
+    STDIO = "stdio", "stdio (local process)"
+    STREAMABLE_HTTP = "streamable_http", "Streamable HTTP"
+    SSE = "sse", "SSE (legacy)"
+
+
+class McpServer(models.Model):
+    name = models.CharField(max_length=40, unique=True, validators=[validate_server_name])
+    display_name = models.CharField(max_length=100, blank=True)
+    description = models.TextField(blank=True)
+    transport = models.CharField(max_length=20, choices=Transport.choices, default=Transport.STDIO)
+    command = models.CharField(max_length=500, blank=True, help_text="stdio: the executable to run.")
+    args = models.JSONField(default=list, blank=True, validators=[validate_string_list])
+    env = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_string_mapping],
+        help_text='stdio: environment of the process. Values may reference "${VAR}" from the host environment.',
+    )
+    cwd = models.CharField(max_length=500, blank=True)
+    url = models.CharField(max_length=500, blank=True, help_text="HTTP transports: the endpoint.")
+    headers = models.JSONField(
+        default=dict, blank=True, validators=[validate_string_mapping], help_text='Values may reference "${VAR}".'
+    )
+    enabled = models.BooleanField(default=True)
+    timeout_seconds = models.PositiveIntegerField(default=30, help_text="Per tool call.")
+    tool_allowlist = models.JSONField(
+        default=list, blank=True, validators=[validate_string_list], help_text="Tool names to offer; empty = all."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "MCP server"
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(transport__in=Transport.values), name="mcpserver_transport_valid"
+            ),
+            models.CheckConstraint(condition=models.Q(timeout_seconds__gte=1), name="mcpserver_timeout_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name or self.name
+
+    def clean(self) -> None:
+        super().clean()
+        # Field validators skip "empty" values such as {} and [], so check the shapes here too.
+        shape_errors = {}
+        for field, validator in (
+            ("args", validate_string_list),
+            ("tool_allowlist", validate_string_list),
+            ("env", validate_string_mapping),
+            ("headers", validate_string_mapping),
+        ):
+            try:
+                validator(getattr(self, field))
+            except ValidationError as exc:
+                shape_errors[field] = exc.messages
+        if shape_errors:
+            raise ValidationError(shape_errors)
+        if self.transport == Transport.STDIO and not self.command.strip():
+            raise ValidationError({"command": "A stdio server needs a command."})
+        if self.transport in (Transport.STREAMABLE_HTTP, Transport.SSE):
+            if not self.url.strip():
+                raise ValidationError({"url": "An HTTP server needs a URL."})
+            # A "${VAR}" reference may stand for the whole URL; check only literal ones.
+            if "${" not in self.url:
+                try:
+                    validate_http_url(self.url)
+                except ValidationError as exc:
+                    raise ValidationError({"url": exc.messages}) from exc

@@ -1,0 +1,69 @@
+"""LLM providers and the models an admin has enabled on them.
+
+A row names the env var holding its key, never the key; base URL and key are
+read from the environment when a client is built, not frozen into rows.
+"""
+
+from django.db import models
+
+from .validators import validate_http_url
+
+
+class ProviderKind(models.TextChoices):
+    ANTHROPIC = "anthropic", "Anthropic"
+    OPENAI = "openai", "OpenAI (or compatible)"
+    GEMINI = "gemini", "Google Gemini"
+    OLLAMA = "ollama", "Ollama"
+
+
+class Provider(models.Model):
+    name = models.SlugField(max_length=50, unique=True)
+    kind = models.CharField(max_length=20, choices=ProviderKind.choices)
+    display_name = models.CharField(max_length=100)
+    base_url = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[validate_http_url],
+        help_text="Blank: the <KIND>_BASE_URL env var, else the SDK default.",
+    )
+    api_key_env = models.CharField(
+        max_length=100, blank=True, help_text="Name of the environment variable that holds the API key."
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(kind__in=ProviderKind.values), name="provider_kind_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name or self.name
+
+
+class ProviderModel(models.Model):
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
+    model_id = models.CharField(max_length=200)
+    display_name = models.CharField(max_length=200, blank=True)
+    context_window = models.PositiveIntegerField(null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+    input_price_per_mtok = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True, help_text="USD per million input tokens; overrides."
+    )
+    output_price_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    cached_input_price_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+
+    class Meta:
+        ordering = ["provider__name", "model_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "model_id"], name="providermodel_unique_per_provider"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider.name}/{self.model_id}"
+
+    @property
+    def has_price_override(self) -> bool:
+        return self.input_price_per_mtok is not None or self.output_price_per_mtok is not None

@@ -1,0 +1,31 @@
+"""Usage: one append-only row per provider call (tokens, cost, latency)."""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+
+
+class UsageRecord(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_records")
+    api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    chat = models.ForeignKey("chats.Chat", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    provider = models.CharField(max_length=50)
+    model = models.CharField(max_length=200)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cached_tokens = models.PositiveBigIntegerField(default=0)
+    reasoning_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal("0"))
+    latency_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["user", "created_at"], name="usage_user_created"),
+            models.Index(fields=["provider", "model", "created_at"], name="usage_model_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model} for {self.user_id} at {self.created_at:%Y-%m-%d %H:%M}"
