@@ -1,0 +1,55 @@
+"""Management commands: createapikey and ensureadmin."""
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
+
+from accounts.models import User
+
+pytestmark = pytest.mark.django_db
+
+
+def test_createapikey_prints_a_working_key_on_the_last_line(user):
+    out = io.StringIO()
+
+    call_command("createapikey", "alice", "--name", "ci", stdout=out, stderr=io.StringIO())
+
+    key = out.getvalue().strip().splitlines()[-1]
+    response = APIClient().get("/api/me", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert response.status_code == 200
+    assert response.json()["username"] == "alice"
+    assert user.api_keys.get().name == "ci"
+
+
+def test_createapikey_for_unknown_user_fails_cleanly():
+    with pytest.raises(CommandError, match="No user named 'nobody'"):
+        call_command("createapikey", "nobody")
+
+
+def test_ensureadmin_creates_once_and_keeps_the_password(settings):
+    settings.ADMIN_USERNAME = "boss"
+    settings.ADMIN_PASSWORD = "first-password-123"
+    call_command("ensureadmin", stdout=io.StringIO())
+    settings.ADMIN_PASSWORD = "second-password-456"
+
+    out = io.StringIO()
+    call_command("ensureadmin", stdout=out)
+
+    boss = User.objects.get(username="boss")
+    assert boss.is_superuser
+    assert boss.is_staff
+    assert boss.check_password("first-password-123")
+    assert "exists" in out.getvalue()
+
+
+def test_ensureadmin_generates_a_password_when_none_is_set(settings):
+    settings.ADMIN_USERNAME = "boss"
+    settings.ADMIN_PASSWORD = ""
+    out = io.StringIO()
+
+    call_command("ensureadmin", stdout=out)
+
+    password = out.getvalue().strip().splitlines()[-1].rsplit(": ", 1)[1]
+    assert User.objects.get(username="boss").check_password(password)

@@ -1,0 +1,73 @@
+"""The per-user API rate limit: 429 with Retry-After past the limit, counted per user in the shared cache."""
+
+import time
+
+import pytest
+from django.core.cache import cache
+from django_ratelimit.core import ALL, _get_window, _make_cache_key
+
+from .conftest import client_for
+
+pytestmark = pytest.mark.django_db
+
+
+def _wait_for_fresh_window(user, seconds_needed: int = 5) -> None:
+    # django-ratelimit uses fixed windows; don't start a burst right before one ends.
+    key = f"user:{user.pk}"
+    while _get_window(key, 60) - time.time() < seconds_needed:
+        time.sleep(0.5)
+
+
+def test_limit_gives_429_with_retry_after(user, settings):
+    settings.RATE_LIMIT_PER_MINUTE = 3
+    client = client_for(user)
+    _wait_for_fresh_window(user)
+
+    statuses = [client.get("/api/me").status_code for _ in range(4)]
+    limited = client.get("/api/me")
+
+    assert statuses == [200, 200, 200, 429]
+    assert limited.status_code == 429
+    assert 1 <= int(limited["Retry-After"]) <= 60
+    assert limited.json()["error"]["code"] == "throttled"
+
+
+def test_limit_is_per_user(user, other_user, settings):
+    settings.RATE_LIMIT_PER_MINUTE = 2
+    alice, bob = client_for(user), client_for(other_user)
+    _wait_for_fresh_window(user)
+    _wait_for_fresh_window(other_user)
+
+    alice_statuses = [alice.get("/api/me").status_code for _ in range(3)]
+    bob_status = bob.get("/api/me").status_code
+
+    assert alice_statuses == [200, 200, 429]
+    assert bob_status == 200
+
+
+def test_per_user_override_wins_over_default(user, other_user, settings):
+    settings.RATE_LIMIT_PER_MINUTE = 1
+    user.rate_limit_per_minute = 5
+    user.save(update_fields=["rate_limit_per_minute"])
+    alice, bob = client_for(user), client_for(other_user)
+    _wait_for_fresh_window(user)
+    _wait_for_fresh_window(other_user)
+
+    alice_statuses = [alice.get("/api/me").status_code for _ in range(6)]
+    bob_statuses = [bob.get("/api/me").status_code for _ in range(2)]
+
+    assert alice_statuses == [200] * 5 + [429]
+    assert bob_statuses == [200, 429]
+    assert alice.get("/api/me").status_code == 429
+
+
+def test_counter_lives_in_the_shared_cache(user, settings):
+    # Another worker process sees the same count because it is kept in the cache, not in memory.
+    settings.RATE_LIMIT_PER_MINUTE = 100
+    client = client_for(user)
+    _wait_for_fresh_window(user)
+    client.get("/api/me")
+    client.get("/api/me")
+
+    key = _make_cache_key("api", _get_window(f"user:{user.pk}", 60), "100/m", f"user:{user.pk}", ALL)
+    assert cache.get(key) == 2
