@@ -1,0 +1,24 @@
+# One image for web (daphne), worker and beat; docker-compose.yml picks the command.
+FROM python:3.13-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1
+
+# Node.js gives stdio MCP servers started with npx (e.g. the filesystem server).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nodejs npm \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+COPY . .
+RUN DEBUG=0 SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput --verbosity 0
+
+RUN useradd --create-home --uid 1000 app && mkdir -p /app/workspace && chown -R app /app/workspace
+USER app
+
+EXPOSE 8000
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "platform_site.asgi:application"]
