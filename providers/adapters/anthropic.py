@@ -1,0 +1,357 @@
+"""Anthropic (Claude) adapter: canonical conversation <-> the Messages API, over the official async SDK.
+
+Anthropic-specific rules live here: tool results travel as a user turn of
+``tool_result`` blocks, thinking blocks are replayed with their signatures
+(only when they came from Anthropic), and ``input_tokens`` on the wire excludes
+cached tokens, so usage is normalised before it leaves this module.
+"""
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+import httpx2
+
+from ..base import ChatRequest, MessageBuilder, ProviderAdapter, ProviderConfig, parse_arguments, retry_after_seconds
+from ..errors import (
+    ProviderAuthenticationError,
+    ProviderBadRequest,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from ..schema import tool_schema_for
+from ..types import (
+    Capabilities,
+    Completion,
+    FinishEvent,
+    Message,
+    ModelInfo,
+    StopReason,
+    StreamEvent,
+    TextBlock,
+    TextDelta,
+    ThinkingBlock,
+    ThinkingDelta,
+    ToolCallBlock,
+    ToolCallEvent,
+    ToolResultBlock,
+    Usage,
+    UsageEvent,
+)
+
+KIND = "anthropic"
+# The wire requires max_tokens; this is what a request gets when the caller sets none.
+DEFAULT_MAX_TOKENS = 4096
+MIN_THINKING_BUDGET = 1024
+
+STOP_REASONS: dict[str, StopReason] = {
+    "end_turn": "end",
+    "stop_sequence": "end",
+    # A paused server-tool turn; we run no server tools, so to the engine it is simply the end of this reply.
+    "pause_turn": "end",
+    "tool_use": "tool_calls",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "refusal": "refused",
+}
+
+# An error event inside a 200 stream carries only its type; give it the status the same error has as a reply.
+STATUS_BY_ERROR_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+_INVALID_ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+def _wire_id(tool_call_id: str) -> str:
+    # Other providers' ids may hold characters this wire rejects; the same id maps the same way in call and result.
+    return _INVALID_ID_CHARS.sub("_", tool_call_id) or "toolu_empty"
+
+
+def _wire_name(name: str) -> str:
+    return (_INVALID_ID_CHARS.sub("_", name) or "tool")[:64]
+
+
+def _stop_reason(raw: str | None, *, called_tools: bool) -> StopReason:
+    if called_tools:
+        return "tool_calls"
+    return STOP_REASONS.get(raw or "", "end")
+
+
+def _usage(wire: dict[str, Any]) -> Usage:
+    cache_read = wire.get("cache_read_input_tokens") or 0
+    cache_write = wire.get("cache_creation_input_tokens") or 0
+    details = wire.get("output_tokens_details") or {}
+    return Usage(
+        input_tokens=(wire.get("input_tokens") or 0) + cache_read + cache_write,
+        output_tokens=wire.get("output_tokens") or 0,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        reasoning_tokens=details.get("thinking_tokens") or 0,
+    )
+
+
+def _assistant_blocks(message: Message) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for block in message.content:
+        if isinstance(block, TextBlock):
+            # The wire rejects empty text blocks; another provider's opaque data is simply not sent.
+            if block.text.strip():
+                blocks.append({"type": "text", "text": block.text})
+        elif isinstance(block, ThinkingBlock):
+            # Only our own signed thinking can be replayed: the API verifies signatures, and another
+            # provider's reasoning has no place in Claude's thinking slot.
+            if block.origin != KIND or not block.signature:
+                continue
+            if block.redacted:
+                blocks.append({"type": "redacted_thinking", "data": block.signature})
+            else:
+                blocks.append({"type": "thinking", "thinking": block.text, "signature": block.signature})
+        elif isinstance(block, ToolCallBlock):
+            blocks.append(
+                {"type": "tool_use", "id": _wire_id(block.id), "name": _wire_name(block.name), "input": block.arguments}
+            )
+    return blocks
+
+
+def _result_block(block: ToolResultBlock) -> dict[str, Any]:
+    wire: dict[str, Any] = {"type": "tool_result", "tool_use_id": _wire_id(block.tool_call_id)}
+    if block.content:
+        wire["content"] = block.content
+    if block.is_error:
+        wire["is_error"] = True
+    return wire
+
+
+def _user_blocks(message: Message) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for block in message.content:
+        if isinstance(block, ToolResultBlock):
+            blocks.append(_result_block(block))
+        elif isinstance(block, TextBlock) and block.text.strip():
+            blocks.append({"type": "text", "text": block.text})
+    return blocks
+
+
+def wire_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Canonical history as Messages API turns: tool messages become user turns, same-role neighbours merge."""
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        role = "assistant" if message.role == "assistant" else "user"
+        blocks = _assistant_blocks(message) if role == "assistant" else _user_blocks(message)
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            # The wire demands strict alternation: tool results followed by a user's text are one user turn.
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    return turns
+
+
+def _continues_unsigned_tool_turn(turns: list[dict[str, Any]]) -> bool:
+    """Whether the request answers tool calls made by an assistant turn that did not open with thinking.
+
+    With thinking on, the API rejects that: the turn being continued must start
+    with its signed thinking. It happens when a tool loop begun on another
+    provider (or with thinking off) continues here.
+    """
+    if len(turns) < 2 or turns[-1]["role"] != "user" or turns[-1]["content"][0]["type"] != "tool_result":
+        return False
+    content = turns[-2]["content"]
+    return content[0]["type"] not in ("thinking", "redacted_thinking")
+
+
+class AnthropicAdapter(ProviderAdapter):
+    kind = KIND
+    capabilities = Capabilities(tools=True, streaming=True, thinking=True, vision=True)
+    requires_api_key = True
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        # An explicit (possibly empty) key stops the SDK from reading ANTHROPIC_API_KEY or on-disk profiles:
+        # the provider row decides which key is used. Retries are the base class's job, so the SDK's are off.
+        self._client = anthropic.AsyncAnthropic(
+            api_key=config.api_key or "",
+            base_url=config.base_url or None,
+            timeout=config.timeout,
+            max_retries=0,
+        )
+
+    # --- canonical -> wire -------------------------------------------------------------
+
+    def _params(self, request: ChatRequest) -> dict[str, Any]:
+        options = request.options
+        messages = wire_messages(request.messages)
+        params: dict[str, Any] = {"model": request.model, "messages": messages}
+        if request.system:
+            params["system"] = request.system
+        if request.tools:
+            params["tools"] = [
+                {
+                    "name": spec.name,
+                    **({"description": spec.description} if spec.description else {}),
+                    "input_schema": tool_schema_for(KIND, spec.input_schema),
+                }
+                for spec in request.tools
+            ]
+        if options.stop:
+            params["stop_sequences"] = list(options.stop)
+        max_tokens = options.max_tokens
+        thinking = options.thinking_budget is not None and not _continues_unsigned_tool_turn(messages)
+        if thinking:
+            budget = max(options.thinking_budget or 0, MIN_THINKING_BUDGET)
+            params["thinking"] = {"type": "enabled", "budget_tokens": budget}
+            # The budget is part of max_tokens, so an unset max leaves room for an answer after the thinking.
+            max_tokens = max_tokens or budget + DEFAULT_MAX_TOKENS
+        # options.temperature is not sent: this API version (SDK 2.x) has dropped the sampling parameters.
+        params["max_tokens"] = max_tokens or DEFAULT_MAX_TOKENS
+        return params
+
+    # --- the calls ---------------------------------------------------------------------
+
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        builder = MessageBuilder()
+        usage_wire: dict[str, Any] = {}
+        model = request.model
+        raw_reason: str | None = None
+        called_tools = False
+        # Per content-block index: the tool_use being streamed (id, name, JSON pieces).
+        tool_uses: dict[int, tuple[str, str, list[str]]] = {}
+        finished = False
+
+        stream = await self._client.messages.create(**self._params(request), stream=True)
+        async with stream:
+            async for event in stream:
+                if event.type == "message_start":
+                    model = event.message.model or model
+                    usage_wire.update(event.message.usage.model_dump(exclude_none=True))
+                elif event.type == "content_block_start":
+                    block = event.content_block
+                    if block.type == "text" and block.text:
+                        builder.add_text(block.text)
+                        yield TextDelta(text=block.text)
+                    elif block.type == "thinking":
+                        builder.add_thinking(block.thinking, signature=block.signature or None, origin=KIND)
+                        if block.thinking:
+                            yield ThinkingDelta(text=block.thinking)
+                    elif block.type == "redacted_thinking":
+                        builder.add_thinking("", signature=block.data, redacted=True, origin=KIND)
+                    elif block.type == "tool_use":
+                        tool_uses[event.index] = (block.id, block.name, [])
+                elif event.type == "content_block_delta":
+                    delta = event.delta
+                    if delta.type == "text_delta":
+                        builder.add_text(delta.text)
+                        yield TextDelta(text=delta.text)
+                    elif delta.type == "thinking_delta":
+                        builder.add_thinking(delta.thinking, origin=KIND)
+                        yield ThinkingDelta(text=delta.thinking)
+                    elif delta.type == "signature_delta":
+                        builder.add_thinking("", signature=delta.signature, origin=KIND)
+                    elif delta.type == "input_json_delta" and event.index in tool_uses:
+                        tool_uses[event.index][2].append(delta.partial_json)
+                elif event.type == "content_block_stop":
+                    if event.index in tool_uses:
+                        call_id, name, parts = tool_uses.pop(event.index)
+                        arguments, invalid = parse_arguments("".join(parts))
+                        call = ToolCallBlock(id=call_id, name=name, arguments=arguments, invalid_arguments=invalid)
+                        builder.add_tool_call(call)
+                        called_tools = True
+                        yield ToolCallEvent(call=call)
+                    else:
+                        # Two thinking blocks in a row are two signed blocks, not one.
+                        builder.end_thinking()
+                elif event.type == "message_delta":
+                    raw_reason = event.delta.stop_reason or raw_reason
+                    # message_delta counts are cumulative: they replace what message_start said.
+                    usage_wire.update(event.usage.model_dump(exclude_none=True))
+                elif event.type == "message_stop":
+                    finished = True
+                    break
+        if not finished:
+            raise ProviderUnavailable("The stream ended before message_stop.", provider=self.config.name)
+        usage = _usage(usage_wire)
+        yield UsageEvent(usage=usage)
+        yield FinishEvent(
+            reason=_stop_reason(raw_reason, called_tools=called_tools),
+            raw_reason=raw_reason,
+            message=builder.message(),
+            usage=usage,
+            model=model,
+        )
+
+    async def _complete(self, request: ChatRequest) -> Completion:
+        reply = await self._client.messages.create(**self._params(request))
+        builder = MessageBuilder()
+        for block in reply.content:
+            if block.type == "text":
+                builder.add_text(block.text)
+            elif block.type == "thinking":
+                builder.add_thinking(block.thinking, signature=block.signature, origin=KIND)
+                builder.end_thinking()
+            elif block.type == "redacted_thinking":
+                builder.add_thinking("", signature=block.data, redacted=True, origin=KIND)
+                builder.end_thinking()
+            elif block.type == "tool_use":
+                arguments, invalid = parse_arguments(block.input)
+                builder.add_tool_call(
+                    ToolCallBlock(id=block.id, name=block.name, arguments=arguments, invalid_arguments=invalid)
+                )
+        message = builder.message()
+        return Completion(
+            message=message,
+            usage=_usage(reply.usage.model_dump(exclude_none=True)),
+            stop_reason=_stop_reason(reply.stop_reason, called_tools=bool(message.tool_calls)),
+            raw_reason=reply.stop_reason,
+            model=reply.model or request.model,
+        )
+
+    async def _list_models(self) -> list[ModelInfo]:
+        return [
+            ModelInfo(id=info.id, display_name=info.display_name or info.id, context_window=info.max_input_tokens)
+            async for info in self._client.models.list()
+        ]
+
+    # --- errors ------------------------------------------------------------------------
+
+    def map_error(self, exc: Exception) -> ProviderError:
+        provider = self.config.name
+        # The SDK wraps transport errors on the request, but ones raised while reading a stream arrive bare.
+        if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
+            return ProviderTimeout(f"Request timed out: {exc}", provider=provider)
+        if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
+            return ProviderUnavailable(f"Could not reach the server: {exc}", provider=provider)
+        if isinstance(exc, anthropic.APIStatusError):
+            return self._map_status_error(exc)
+        return ProviderError(f"{type(exc).__name__}: {exc}", provider=provider)
+
+    def _map_status_error(self, exc: anthropic.APIStatusError) -> ProviderError:
+        provider = self.config.name
+        status = exc.status_code
+        if status < 400:
+            status = STATUS_BY_ERROR_TYPE.get(exc.type or "", 500)
+        message = exc.api_message or exc.message
+        if status in (401, 403):
+            return ProviderAuthenticationError(message, provider=provider, status=status)
+        if status == 429:
+            return ProviderRateLimited(
+                message, provider=provider, status=status, retry_after=retry_after_seconds(exc.response.headers)
+            )
+        if status == 408:
+            return ProviderTimeout(message, provider=provider, status=status)
+        if status >= 500:
+            return ProviderUnavailable(message, provider=provider, status=status)
+        return ProviderBadRequest(message, provider=provider, status=status)

@@ -1,0 +1,379 @@
+"""The OpenAI Chat Completions adapter, over the official async SDK.
+
+It also serves every OpenAI-compatible server (vLLM, LM Studio, OpenRouter,
+Ollama's /v1), so it sends only the fields those servers understand.
+"""
+
+import json
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import httpx2
+import openai
+from openai.types import CompletionUsage
+from openai.types.chat import ChatCompletion, ChatCompletionMessageParam, ChatCompletionToolParam
+from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
+
+from ..base import (
+    ChatRequest,
+    MessageBuilder,
+    ProviderAdapter,
+    ProviderConfig,
+    new_tool_call_id,
+    parse_arguments,
+    retry_after_seconds,
+)
+from ..errors import (
+    ProviderAuthenticationError,
+    ProviderBadRequest,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from ..schema import tool_schema_for
+from ..types import (
+    Capabilities,
+    Completion,
+    FinishEvent,
+    Message,
+    ModelInfo,
+    StopReason,
+    StreamEvent,
+    TextBlock,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallBlock,
+    ToolCallEvent,
+    ToolResultBlock,
+    ToolSpec,
+    Usage,
+    UsageEvent,
+)
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+STOP_REASONS: dict[str, StopReason] = {
+    "stop": "end",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "length": "length",
+    "content_filter": "refused",
+}
+
+# Compatible servers put model reasoning in a non-standard delta field (vLLM and DeepSeek
+# `reasoning_content`, OpenRouter and Ollama `reasoning`); OpenAI itself never sends it.
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+# Compatible servers that report a context window name it differently (Groq, OpenRouter, vLLM, LM Studio).
+CONTEXT_WINDOW_FIELDS = ("context_window", "context_length", "max_model_len", "max_context_length")
+
+
+class OpenAIAdapter(ProviderAdapter):
+    kind = "openai"
+    # Reasoning models think, but Chat Completions neither returns nor accepts their reasoning;
+    # vision stays off until the canonical conversation has image blocks to send.
+    capabilities = Capabilities(tools=True, streaming=True, thinking=False, vision=False)
+    requires_api_key = True
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        base_url = config.base_url or OPENAI_BASE_URL
+        # OpenAI's own API rejects `max_tokens` for reasoning models; most compatible servers know only `max_tokens`.
+        self._max_tokens_field = (
+            "max_completion_tokens" if urlsplit(base_url).hostname == "api.openai.com" else "max_tokens"
+        )
+        self.client = openai.AsyncOpenAI(
+            # The key comes from the provider row, never from OPENAI_API_KEY; without one the base
+            # class refuses every call before it reaches the client, so the placeholder never goes out.
+            api_key=config.api_key or "not-configured",
+            base_url=base_url,
+            timeout=config.timeout,
+            max_retries=0,  # the base class retries, and never once a stream has yielded
+        )
+
+    # --- calls -----------------------------------------------------------------------
+
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        stream = await self.client.chat.completions.create(
+            **self._request_body(request), stream=True, stream_options={"include_usage": True}
+        )
+        builder = MessageBuilder()
+        calls = _ToolCallAssembler()
+        usage: Usage | None = None
+        raw_reason: str | None = None
+        refused = False
+        model = request.model
+        async with stream:
+            async for chunk in stream:
+                model = chunk.model or model
+                if chunk.usage is not None:
+                    usage = normalise_usage(chunk.usage)
+                for choice in chunk.choices[:1]:
+                    delta = choice.delta
+                    thinking = _reasoning_text(delta.model_extra)
+                    if thinking:
+                        builder.add_thinking(thinking)
+                        yield ThinkingDelta(text=thinking)
+                    text = (delta.content or "") + (delta.refusal or "")
+                    refused = refused or bool(delta.refusal)
+                    if text:
+                        builder.add_text(text)
+                        yield TextDelta(text=text)
+                    if delta.tool_calls:
+                        calls.add(delta.tool_calls)
+                    if choice.finish_reason:
+                        raw_reason = choice.finish_reason
+                        # Arguments arrive interleaved by index, so a call is only known complete here.
+                        for call in calls.finish():
+                            builder.add_tool_call(call)
+                            yield ToolCallEvent(call=call)
+        for call in calls.finish():  # a server that ended the stream without a finish_reason
+            builder.add_tool_call(call)
+            yield ToolCallEvent(call=call)
+        if usage is not None:
+            yield UsageEvent(usage=usage)
+        message = builder.message()
+        yield FinishEvent(
+            reason=stop_reason(raw_reason, has_tool_calls=bool(message.tool_calls), refused=refused),
+            raw_reason=raw_reason,
+            message=message,
+            usage=usage or Usage(),
+            model=model,
+        )
+
+    async def _complete(self, request: ChatRequest) -> Completion:
+        response: ChatCompletion = await self.client.chat.completions.create(**self._request_body(request))
+        builder = MessageBuilder()
+        raw_reason: str | None = None
+        refused = False
+        if response.choices:
+            choice = response.choices[0]
+            raw_reason = choice.finish_reason
+            wire = choice.message
+            thinking = _reasoning_text(wire.model_extra)
+            if thinking:
+                builder.add_thinking(thinking)
+            text = (wire.content or "") + (wire.refusal or "")
+            refused = bool(wire.refusal)
+            if text:
+                builder.add_text(text)
+            for tool_call in wire.tool_calls or []:
+                if tool_call.type != "function":
+                    continue  # custom (free-form) tools are never offered by this adapter
+                arguments, invalid = parse_arguments(tool_call.function.arguments)
+                builder.add_tool_call(
+                    ToolCallBlock(
+                        id=tool_call.id or new_tool_call_id(),
+                        name=tool_call.function.name,
+                        arguments=arguments,
+                        invalid_arguments=invalid,
+                    )
+                )
+        message = builder.message()
+        return Completion(
+            message=message,
+            usage=normalise_usage(response.usage) if response.usage else Usage(),
+            stop_reason=stop_reason(raw_reason, has_tool_calls=bool(message.tool_calls), refused=refused),
+            raw_reason=raw_reason,
+            model=response.model or request.model,
+        )
+
+    async def _list_models(self) -> list[ModelInfo]:
+        models: list[ModelInfo] = []
+        async for model in self.client.models.list():
+            extra = model.model_extra or {}
+            name = extra.get("name")
+            window = next((extra[key] for key in CONTEXT_WINDOW_FIELDS if isinstance(extra.get(key), int)), None)
+            models.append(
+                ModelInfo(id=model.id, display_name=name if isinstance(name, str) else model.id, context_window=window)
+            )
+        return models
+
+    # --- errors ----------------------------------------------------------------------
+
+    def map_error(self, exc: Exception) -> ProviderError:
+        provider = self.config.name
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            message = _error_message(exc)
+            if status in (401, 403):
+                return ProviderAuthenticationError(message, provider=provider, status=status)
+            if status == 429:
+                retry_after = retry_after_seconds(exc.response.headers)
+                return ProviderRateLimited(message, provider=provider, status=status, retry_after=retry_after)
+            if status >= 500:
+                return ProviderUnavailable(message, provider=provider, status=status)
+            if status == 408:
+                return ProviderTimeout(message, provider=provider, status=status)
+            return ProviderBadRequest(message, provider=provider, status=status)
+        if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+            return ProviderTimeout(f"Request timed out: {exc}", provider=provider)
+        if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
+            return ProviderUnavailable(f"Could not reach the server: {exc}", provider=provider)
+        if isinstance(exc, openai.APIError):
+            # An error event inside a stream carries no HTTP status, only the error object's type.
+            message = _error_message(exc)
+            if exc.type == "server_error":
+                return ProviderUnavailable(message, provider=provider)
+            if exc.code == "rate_limit_exceeded":
+                return ProviderRateLimited(message, provider=provider, status=None)
+            return ProviderError(message, provider=provider)
+        return ProviderError(f"{type(exc).__name__}: {exc}", provider=provider)
+
+    # --- canonical -> wire -----------------------------------------------------------
+
+    def _request_body(self, request: ChatRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": request.model, "messages": wire_messages(request.messages, request.system)}
+        if request.tools:
+            body["tools"] = wire_tools(request.tools)
+        options = request.options
+        if options.max_tokens is not None:
+            body[self._max_tokens_field] = options.max_tokens
+        if options.temperature is not None:
+            body["temperature"] = options.temperature
+        if options.stop:
+            body["stop"] = list(options.stop)
+        # thinking_budget has no Chat Completions counterpart (reasoning_effort is a level, for some models only).
+        return body
+
+
+def wire_messages(messages: Iterable[Message], system: str | None) -> list[ChatCompletionMessageParam]:
+    wire: list[dict[str, Any]] = []
+    if system:
+        wire.append({"role": "system", "content": system})
+    for message in messages:
+        if message.role == "tool":
+            wire.extend(_tool_result(block) for block in message.content if isinstance(block, ToolResultBlock))
+            continue
+        # Thinking blocks are dropped: this wire has no place for reasoning, ours or another provider's.
+        text = "".join(block.text for block in message.content if isinstance(block, TextBlock))
+        if message.role == "user":
+            wire.append({"role": "user", "content": text})
+            # Tolerate results stored on a user turn (Anthropic's own shape): the wire wants tool messages.
+            wire.extend(_tool_result(block) for block in message.content if isinstance(block, ToolResultBlock))
+            continue
+        tool_calls = [
+            {
+                "id": call.id,
+                "type": "function",
+                # Arguments this wire could not parse are replayed as {}: the API only accepts JSON here.
+                "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+            }
+            for call in message.tool_calls
+        ]
+        if not text and not tool_calls:
+            continue  # e.g. a thinking-only turn from another provider: nothing this wire can carry
+        entry: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if tool_calls:
+            entry["tool_calls"] = tool_calls
+        wire.append(entry)
+    return cast(list[ChatCompletionMessageParam], wire)
+
+
+def _tool_result(block: ToolResultBlock) -> dict[str, Any]:
+    # The wire has no error flag: say it in the content so the model sees the call failed.
+    content = f"Error: {block.content}" if block.is_error else block.content
+    return {"role": "tool", "tool_call_id": block.tool_call_id, "content": content}
+
+
+def wire_tools(tools: Iterable[ToolSpec]) -> list[ChatCompletionToolParam]:
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": spec.name,
+                "description": spec.description,
+                "parameters": tool_schema_for("openai", spec.input_schema),
+            },
+        }
+        for spec in tools
+    ]
+
+
+# --- wire -> canonical ---------------------------------------------------------------
+
+
+def normalise_usage(usage: CompletionUsage) -> Usage:
+    """OpenAI already counts cached tokens in prompt_tokens and reasoning in completion_tokens."""
+    prompt = usage.prompt_tokens_details
+    completion = usage.completion_tokens_details
+    return Usage(
+        input_tokens=usage.prompt_tokens or 0,
+        output_tokens=usage.completion_tokens or 0,
+        cache_read_tokens=(prompt.cached_tokens or 0) if prompt else 0,
+        cache_write_tokens=(prompt.cache_write_tokens or 0) if prompt else 0,
+        reasoning_tokens=(completion.reasoning_tokens or 0) if completion else 0,
+    )
+
+
+def stop_reason(raw: str | None, *, has_tool_calls: bool, refused: bool = False) -> StopReason:
+    # Compatible servers (Ollama among them) often say "stop" after calling tools.
+    if has_tool_calls:
+        return "tool_calls"
+    if refused:
+        return "refused"
+    return STOP_REASONS.get(raw or "", "end")
+
+
+@dataclass
+class _PartialCall:
+    id: str | None = None
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+class _ToolCallAssembler:
+    """Collects streamed tool-call pieces, keyed by index, until the stream says they are done."""
+
+    def __init__(self) -> None:
+        self._calls: list[_PartialCall] = []
+        self._by_index: dict[int, _PartialCall] = {}
+
+    def add(self, pieces: list[ChoiceDeltaToolCall]) -> None:
+        for position, piece in enumerate(pieces):
+            index = piece.index if piece.index is not None else position
+            call = self._by_index.get(index)
+            # Some compatible servers (Gemini's) send every call whole at index 0, told apart only by id.
+            if call is None or (piece.id and call.id and piece.id != call.id):
+                call = self._by_index[index] = _PartialCall()
+                self._calls.append(call)
+            if piece.id:
+                call.id = piece.id
+            if piece.function is not None:
+                if piece.function.name:
+                    call.name = piece.function.name
+                if piece.function.arguments:
+                    call.arguments.append(piece.function.arguments)
+
+    def finish(self) -> list[ToolCallBlock]:
+        done = []
+        for call in self._calls:
+            arguments, invalid = parse_arguments("".join(call.arguments))
+            done.append(
+                ToolCallBlock(
+                    id=call.id or new_tool_call_id(), name=call.name, arguments=arguments, invalid_arguments=invalid
+                )
+            )
+        self._calls, self._by_index = [], {}
+        return done
+
+
+def _reasoning_text(extra: dict[str, Any] | None) -> str:
+    for key in REASONING_FIELDS:
+        value = (extra or {}).get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def _error_message(exc: openai.APIError) -> str:
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("message"), str) and body["message"]:
+        return body["message"]
+    return exc.message
+
+
+__all__ = ["OpenAIAdapter", "normalise_usage", "stop_reason", "wire_messages", "wire_tools"]
