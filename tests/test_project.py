@@ -66,7 +66,8 @@ def test_every_environment_variable_read_by_the_code_is_documented():
 
     root = Path(__file__).resolve().parent.parent
     readme = (root / "README.md").read_text()
-    pattern = re.compile(r"""(?:os\.environ\.get|os\.getenv|env_bool|env_int|env_list)\(\s*["']([A-Z][A-Z0-9_]+)["']""")
+    readers = r"(?:os\.environ\.get|os\.getenv|env_bool|env_int|env_list|env_float)"
+    pattern = re.compile(readers + r"""\(\s*["']([A-Z][A-Z0-9_]+)["']""")
     sources = [p for p in root.glob("*/**/*.py") if ".venv" not in p.parts and "tests" not in p.parts]
 
     names = {name for path in sources for name in pattern.findall(path.read_text())}

@@ -1,0 +1,100 @@
+"""REST views of providers: the list, each one's models, and a live health check.
+
+Model lists and health checks talk to the provider over the network, so those
+views are async (adrf): no worker thread waits on a provider.
+"""
+
+from adrf.views import APIView as AsyncAPIView
+from drf_spectacular.utils import extend_schema, extend_schema_field
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .registry import adapter_class, provider_base_url, provider_is_configured, public_url
+from .selectors import aprovider_get, provider_health, provider_list, provider_models
+
+
+class CapabilitiesSerializer(serializers.Serializer):
+    tools = serializers.BooleanField()
+    streaming = serializers.BooleanField()
+    thinking = serializers.BooleanField()
+    vision = serializers.BooleanField()
+
+    class Meta:
+        ref_name = "ProviderCapabilities"
+
+
+class ProviderOutputSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    display_name = serializers.CharField()
+    enabled = serializers.BooleanField()
+    configured = serializers.SerializerMethodField()
+    base_url = serializers.SerializerMethodField()
+    capabilities = serializers.SerializerMethodField()
+
+    class Meta:
+        ref_name = "Provider"
+
+    def get_configured(self, provider) -> bool:  # type: ignore[no-untyped-def]
+        return provider_is_configured(provider)
+
+    def get_base_url(self, provider) -> str | None:  # type: ignore[no-untyped-def]
+        return public_url(provider_base_url(provider))
+
+    @extend_schema_field(CapabilitiesSerializer)
+    def get_capabilities(self, provider) -> dict:  # type: ignore[no-untyped-def]
+        return adapter_class(provider.kind).capabilities.model_dump()
+
+
+class ProviderListApi(APIView):
+    @extend_schema(responses=ProviderOutputSerializer(many=True), operation_id="providers_list")
+    def get(self, request: Request) -> Response:
+        return Response(ProviderOutputSerializer(provider_list(), many=True).data)
+
+
+class ModelOutputSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    display_name = serializers.CharField()
+    context_window = serializers.IntegerField(allow_null=True)
+    input_price_per_mtok = serializers.DecimalField(max_digits=14, decimal_places=6, allow_null=True)
+    output_price_per_mtok = serializers.DecimalField(max_digits=14, decimal_places=6, allow_null=True)
+    cached_input_price_per_mtok = serializers.DecimalField(max_digits=14, decimal_places=6, allow_null=True)
+
+    class Meta:
+        ref_name = "ProviderModelInfo"
+
+
+class ProviderModelsApi(AsyncAPIView):
+    class OutputSerializer(serializers.Serializer):
+        provider = serializers.CharField(source="provider.name")
+        live = serializers.BooleanField(help_text="Whether the provider's own model list was reached.")
+        error = serializers.CharField(allow_null=True)
+        models = ModelOutputSerializer(many=True)
+
+        class Meta:
+            ref_name = "ProviderModels"
+
+    @extend_schema(responses=OutputSerializer, operation_id="providers_models_list")
+    async def get(self, request: Request, name: str) -> Response:
+        provider = await aprovider_get(name=name)
+        listing = await provider_models(provider=provider)
+        return Response(self.OutputSerializer(listing).data)
+
+
+class ProviderHealthApi(AsyncAPIView):
+    class OutputSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=["ok", "error"])
+        latency_ms = serializers.FloatField(allow_null=True)
+        error = serializers.CharField(allow_null=True)
+        code = serializers.CharField(allow_null=True)
+
+        class Meta:
+            ref_name = "ProviderHealth"
+
+    @extend_schema(responses=OutputSerializer, operation_id="providers_health_retrieve")
+    async def get(self, request: Request, name: str) -> Response:
+        provider = await aprovider_get(name=name)
+        result = await provider_health(provider=provider)
+        return Response(self.OutputSerializer(result.model_dump()).data)
