@@ -1,13 +1,28 @@
 """Shared fixtures: users, API clients authenticated by key, and a clean shared cache per test."""
 
 import pytest
+from asgiref.sync import SyncToAsync
 from django.core.cache import cache
+from django.db import connections
 from django.test.utils import override_settings
 from rest_framework.test import APIClient
 
 from accounts.services import api_key_create
 
 from .factories import UserFactory
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    yield
+    # Async code reaches the database from worker threads; their pooled PostgreSQL connections
+    # must be closed before the test database can be dropped.
+    with django_db_blocker.unblock():
+        # asgiref runs async tests' ORM calls in its own thread: close the connections held there too.
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+        for connection in connections.all():
+            if getattr(connection, "pool", None) is not None:
+                connection.close_pool()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -133,3 +133,27 @@ def test_base_url_env_var_is_read_at_call_time(api, ollama, monkeypatch):
 
     monkeypatch.setenv("OLLAMA_BASE_URL", ollama.url)
     assert api.get("/api/providers/ollama/health").json()["status"] == "ok"
+
+
+async def test_model_list_is_cached_per_adapter_and_health_is_always_live(ollama_server):
+    from .fakes.providers import adapter_on
+
+    ollama_server.reset()
+    adapter = adapter_on("ollama", ollama_server)
+
+    first = await adapter.list_models()
+    second = await adapter.list_models()
+    await adapter.health()
+
+    assert [m.id for m in first] == ["llama3.2:latest", "qwen3:8b"]
+    assert second == first
+    assert len(ollama_server.requests_to("/api/tags")) == 2  # one list, one health check
+
+
+async def test_adapters_are_reused_on_one_event_loop(monkeypatch, ollama_server):
+    from providers.registry import adapter_for
+
+    monkeypatch.setenv("OLLAMA_BASE_URL", ollama_server.url)
+    provider = await Provider.objects.aget(name="ollama")
+
+    assert adapter_for(provider) is adapter_for(provider)

@@ -120,3 +120,37 @@ def test_input_is_not_mutated_and_empty_schema_becomes_object(kind):
     assert json.dumps(HARD_SCHEMA, sort_keys=True) == before
     assert tool_schema_for(kind, None) == {"type": "object", "properties": {}}
     assert tool_schema_for(kind, {"type": "string"}) == {"type": "object", "properties": {}}
+
+
+@pytest.fixture(scope="module")
+def servers():
+    from .fakes.providers import start_all, stop_all
+
+    running = start_all()
+    yield running
+    stop_all(running)
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "openai", "gemini", "ollama"])
+async def test_every_reference_tool_is_accepted_on_every_provider_wire(servers, kind):
+    from providers.types import Message, ToolSpec
+
+    from .fakes.providers import MODELS, adapter_on
+
+    server = servers[kind]
+    server.reset()
+    tools = [
+        ToolSpec(
+            name=f"{server_name}__{tool['name']}",
+            description=tool.get("description", ""),
+            input_schema=tool["inputSchema"],
+        )
+        for server_name, tool in REFERENCE_TOOLS
+    ]
+
+    completion = await adapter_on(kind, server).complete(messages=[Message.user("hi")], model=MODELS[kind], tools=tools)
+
+    assert completion.message.text == "ok"
+    body = server.requests[-1].json
+    assert server.validate(body) == []
+    assert json.dumps(body).count("filesystem__read_text_file") == 1

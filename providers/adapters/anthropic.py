@@ -183,7 +183,7 @@ class AnthropicAdapter(ProviderAdapter):
         super().__init__(config)
         # An explicit (possibly empty) key stops the SDK from reading ANTHROPIC_API_KEY or on-disk profiles:
         # the provider row decides which key is used. Retries are the base class's job, so the SDK's are off.
-        self._client = anthropic.AsyncAnthropic(
+        self.client = anthropic.AsyncAnthropic(
             api_key=config.api_key or "",
             base_url=config.base_url or None,
             timeout=config.timeout,
@@ -232,7 +232,7 @@ class AnthropicAdapter(ProviderAdapter):
         tool_uses: dict[int, tuple[str, str, list[str]]] = {}
         finished = False
 
-        stream = await self._client.messages.create(**self._params(request), stream=True)
+        stream = await self.client.messages.create(**self._params(request), stream=True)
         async with stream:
             async for event in stream:
                 if event.type == "message_start":
@@ -294,7 +294,7 @@ class AnthropicAdapter(ProviderAdapter):
         )
 
     async def _complete(self, request: ChatRequest) -> Completion:
-        reply = await self._client.messages.create(**self._params(request))
+        reply = await self.client.messages.create(**self._params(request))
         builder = MessageBuilder()
         for block in reply.content:
             if block.type == "text":
@@ -322,7 +322,7 @@ class AnthropicAdapter(ProviderAdapter):
     async def _list_models(self) -> list[ModelInfo]:
         return [
             ModelInfo(id=info.id, display_name=info.display_name or info.id, context_window=info.max_input_tokens)
-            async for info in self._client.models.list()
+            async for info in self.client.models.list()
         ]
 
     # --- errors ------------------------------------------------------------------------
