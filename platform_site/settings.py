@@ -250,6 +250,17 @@ PROVIDER_RETRY_BASE_DELAY = env_float("PROVIDER_RETRY_BASE_DELAY", 0.5)
 PROVIDER_RETRY_MAX_DELAY = env_float("PROVIDER_RETRY_MAX_DELAY", 20)
 PROVIDER_MODELS_CACHE_SECONDS = env_float("PROVIDER_MODELS_CACHE_SECONDS", 300)
 
+# --- MCP host -------------------------------------------------------------------
+
+MCP_CONNECT_TIMEOUT = env_float("MCP_CONNECT_TIMEOUT", 60)
+MCP_MAX_CONCURRENT_CALLS = env_int("MCP_MAX_CONCURRENT_CALLS", 8)
+MCP_RESTART_BACKOFF_INITIAL = env_float("MCP_RESTART_BACKOFF_INITIAL", 0.5)
+MCP_RESTART_BACKOFF_MAX = env_float("MCP_RESTART_BACKOFF_MAX", 30)
+# The filesystem server's sandbox in the default set-up (ensure_default_mcp_servers).
+MCP_WORKSPACE_DIR = os.environ.get("MCP_WORKSPACE_DIR", str(BASE_DIR / "workspace"))
+# How long a request waits for servers that are still making their first connection.
+MCP_READY_WAIT = env_float("MCP_READY_WAIT", 5)
+
 # --- Admin bootstrap ------------------------------------------------------------
 
 ADMIN_USERNAME = os.environ.get("ADMIN_USERNAME", "admin")

@@ -1,0 +1,78 @@
+"""Config changes reach every worker's MCP host.
+
+After a McpServer row is saved or deleted (and the transaction commits), a
+message goes to the ``mcp-config`` Channels group over Redis when REDIS_URL is
+set; each host in each process is a member and re-reads the configuration,
+reconnecting only servers that changed. Without Redis there is one process, so
+its host is told directly.
+"""
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from asgiref.sync import async_to_sync
+from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers, get_channel_layer
+from django.conf import settings
+
+if TYPE_CHECKING:
+    from .host import McpHost
+
+logger = logging.getLogger(__name__)
+
+GROUP = "mcp-config"
+MESSAGE = {"type": "mcp.config.changed"}
+# channels_redis forgets group members after a day; rejoin well before that.
+REJOIN_SECONDS = 3600
+
+
+async def abroadcast_config_changed() -> None:
+    if settings.REDIS_URL:
+        await get_channel_layer().group_send(GROUP, MESSAGE)
+        return
+    from .host import current_host
+
+    host = current_host()
+    if host is not None:
+        host.request_reload()
+
+
+def broadcast_config_changed() -> None:
+    """Tell every host to re-read MCP server configuration. Call after commit."""
+    if settings.REDIS_URL:
+        async_to_sync(get_channel_layer().group_send)(GROUP, MESSAGE)
+        return
+    from .host import current_host
+
+    host = current_host()
+    if host is not None:
+        host.request_reload()
+
+
+async def listen_for_config_changes(host: "McpHost") -> None:
+    """Runs on the host's loop for its lifetime: reload whenever a change is announced."""
+    if not settings.REDIS_URL:
+        host.listening.set()
+        return
+    # A layer of our own: channels_redis allows receiving on one event loop per layer instance.
+    layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+    channel = await layer.new_channel()
+    try:
+        await layer.group_add(GROUP, channel)
+        host.listening.set()
+        while True:
+            try:
+                await asyncio.wait_for(layer.receive(channel), timeout=REJOIN_SECONDS)
+            except TimeoutError:
+                await layer.group_add(GROUP, channel)
+                continue
+            try:
+                changed = await host.areload()
+                logger.info("MCP configuration changed; reconnected: %s", ", ".join(changed) or "none")
+            except Exception:
+                logger.exception("reloading MCP configuration failed")
+    finally:
+        try:
+            await layer.group_discard(GROUP, channel)
+        except Exception:  # shutting down; Redis may be gone
+            logger.debug("leaving %s failed", GROUP, exc_info=True)

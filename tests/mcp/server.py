@@ -1,0 +1,119 @@
+"""An MCP server for the tests, built with the SDK's own MCPServer.
+
+Run it as ``python tests/mcp/server.py stdio`` or ``python tests/mcp/server.py http PORT``.
+It has quick, slow and failing tools, a tool that changes the tool list at run
+time, structured output, a 60-character tool name, resources and prompts.
+"""
+
+import asyncio
+import contextlib
+import os
+import sys
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel
+
+NAME = os.environ.get("TEST_SERVER_NAME", "platform-test-server")
+server = MCPServer(NAME, instructions="A server for the platform's tests.")
+LONG_NAME = "a_tool_with_a_deliberately_long_name_to_test_sanitising_xyz"  # 60 characters
+
+
+class Sum(BaseModel):
+    total: int
+    operands: list[int]
+
+
+@server.tool(description="Echo the text back.")
+def echo(text: str) -> str:
+    return text
+
+
+@server.tool(description="Add two integers (structured output).")
+def add(a: int, b: int) -> Sum:
+    return Sum(total=a + b, operands=[a, b])
+
+
+@server.tool(description="Sleep, then answer.")
+async def slow(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return f"slept {seconds}"
+
+
+_arrivals: dict[str, int] = {}
+
+
+@server.tool(description="Wait until n calls of the same group are in flight at once (proves concurrency).")
+async def rendezvous(group: str, n: int, wait: float = 5.0) -> str:
+    _arrivals[group] = _arrivals.get(group, 0) + 1
+    deadline = asyncio.get_running_loop().time() + wait
+    while _arrivals[group] < n:
+        if asyncio.get_running_loop().time() > deadline:
+            return "alone"
+        await asyncio.sleep(0.01)
+    return "met"
+
+
+@server.tool(description="Always fails.")
+def fail(message: str) -> str:
+    raise ToolError(message)
+
+
+@server.tool(description="The process id of this server.")
+def pid() -> int:
+    return os.getpid()
+
+
+@server.tool(description="The value of an environment variable in this server's process.")
+def env(name: str) -> str:
+    return os.environ.get(name, "<unset>")
+
+
+@server.tool(name=LONG_NAME, description="A tool whose name is long.")
+def long_named() -> str:
+    return "long"
+
+
+def extra(x: int = 1) -> int:
+    return x * 10
+
+
+@server.tool(description="Add or remove the 'extra' tool and announce that the tool list changed.")
+async def toggle_extra(ctx: Context) -> str:
+    names = {tool.name for tool in await server.list_tools()}
+    if "extra" in names:
+        server.remove_tool("extra")
+        state = "removed"
+    else:
+        server.add_tool(extra, name="extra", description="Appears at run time.")
+        state = "added"
+    await ctx.notify_tools_changed()  # 2026-07-28 clients listening on subscriptions/listen
+    # 2025-era clients get a notification instead; a modern connection has no channel for it.
+    with contextlib.suppress(Exception):
+        await ctx.session.send_tool_list_changed()
+    return state
+
+
+@server.resource("config://app", description="The app's configuration.", mime_type="application/json")
+def app_config() -> str:
+    return '{"feature": true}'
+
+
+@server.resource("greeting://{name}", description="A greeting for someone.")
+def greeting(name: str) -> str:
+    return f"Hello, {name}!"
+
+
+@server.prompt(description="Ask for a review of some code.")
+def review(code: str, language: str = "python") -> str:
+    return f"Please review this {language} code:\n{code}"
+
+
+if __name__ == "__main__":
+    transport = sys.argv[1] if len(sys.argv) > 1 else "stdio"
+    if transport == "stdio":
+        server.run("stdio")
+    elif transport == "sse":
+        server.run("sse", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
