@@ -1,36 +1,92 @@
-"""Admin for MCP servers; secret values in env and headers never appear in list views."""
+"""Admin for MCP servers: live status from this worker's host, test/reconnect actions, tool lists.
 
-from django.contrib import admin
+Saving or deleting a server is announced to every worker's host after commit,
+so the change takes effect everywhere without a restart. Secret values in env
+and headers never appear in list views.
+"""
 
+import logging
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+
+from .config import VAR_RE, ServerSpec
+from .host import get_host
 from .models import McpServer
+from .results import ServerStatus
+from .services import mcp_config_changed
+
+logger = logging.getLogger(__name__)
 
 
 def mask_mapping(mapping: dict[str, str]) -> str:
-    """Names only; a value is shown only when it is a ${VAR} reference (which is not a secret)."""
+    """Names only; a value is shown only when it is exactly one ${VAR} reference (which is not a secret)."""
     if not mapping:
         return "—"
     shown = []
-    for key, value in mapping.items():
-        is_reference = value.startswith("${") and value.endswith("}")
+    for key, value in sorted(mapping.items()):  # PostgreSQL's jsonb does not keep key order
+        is_reference = VAR_RE.fullmatch(value) is not None
         shown.append(f"{key}={value if is_reference else '••••'}")
     return ", ".join(shown)
 
 
+def _statuses() -> dict[str, ServerStatus]:
+    try:
+        return {status.name: status for status in get_host().statuses()}
+    except Exception:  # the admin must render even if the host cannot be reached
+        logger.exception("could not read MCP host status")
+        return {}
+
+
+STATUS_COLOURS = {"connected": "#2e7d32", "connecting": "#f9a825", "error": "#c62828", "disabled": "#757575"}
+
+
 @admin.register(McpServer)
 class McpServerAdmin(admin.ModelAdmin):
-    list_display = (
-        "name",
-        "display_name",
-        "transport",
-        "endpoint",
-        "masked_env",
-        "masked_headers",
-        "enabled",
-        "timeout_seconds",
-        "updated_at",
-    )
     list_filter = ("transport", "enabled")
     search_fields = ("name", "display_name", "description", "command", "url")
+    actions = ("test_connection", "reconnect")
+    readonly_fields = ("live_status", "tools_overview")
+    fieldsets = (
+        (None, {"fields": ("name", "display_name", "description", "enabled", "transport", "timeout_seconds")}),
+        ("stdio", {"fields": ("command", "args", "cwd", "env")}),
+        ("HTTP", {"fields": ("url", "headers")}),
+        ("Tools", {"fields": ("tool_allowlist", "live_status", "tools_overview")}),
+    )
+
+    def get_list_display(self, request: HttpRequest):  # type: ignore[no-untyped-def]
+        statuses = _statuses()  # one host round trip for the whole page
+
+        @admin.display(description="status")
+        def live(obj: McpServer) -> str:
+            state = statuses.get(obj.name)
+            name = state.status if state else ("disabled" if not obj.enabled else "connecting")
+            return format_html('<b style="color:{}">{}</b>', STATUS_COLOURS[name], name)
+
+        @admin.display(description="tools")
+        def tool_count(obj: McpServer) -> int | str:
+            state = statuses.get(obj.name)
+            return state.tool_count if state and state.status == "connected" else "—"
+
+        @admin.display(description="last error")
+        def last_error(obj: McpServer) -> str:
+            state = statuses.get(obj.name)
+            return (state.last_error or "")[:200] if state else ""
+
+        return (
+            "name",
+            "display_name",
+            "transport",
+            "endpoint",
+            "enabled",
+            live,
+            tool_count,
+            last_error,
+            "masked_env",
+            "masked_headers",
+        )
 
     @admin.display(description="command / URL")
     def endpoint(self, obj: McpServer) -> str:
@@ -45,3 +101,93 @@ class McpServerAdmin(admin.ModelAdmin):
     @admin.display(description="headers")
     def masked_headers(self, obj: McpServer) -> str:
         return mask_mapping(obj.headers)
+
+    @admin.display(description="live status")
+    def live_status(self, obj: McpServer) -> str:
+        if obj.pk is None:
+            return "—"
+        state = _statuses().get(obj.name)
+        if state is None:
+            return "not connected in this worker"
+        details = [state.status]
+        if state.server_name:
+            details.append(f"{state.server_name} {state.server_version or ''}".strip())
+        if state.protocol_version:
+            details.append(f"protocol {state.protocol_version}")
+        if state.last_error:
+            details.append(f"error: {state.last_error}")
+        return " · ".join(details)
+
+    @admin.display(description="tools")
+    def tools_overview(self, obj: McpServer) -> str:
+        if obj.pk is None or not obj.enabled:
+            return "—"
+        try:
+            tools = get_host().tools([obj.name])
+        except Exception as exc:
+            return f"unavailable: {exc}"
+        if not tools:
+            return "no tools (not connected, or the server offers none)"
+        rows = format_html_join(
+            "",
+            "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    tool.name,
+                    tool.namespaced_name,
+                    tool.description,
+                    ", ".join(f"{k}={v}" for k, v in sorted(tool.annotations.items())) or "—",
+                )
+                for tool in tools
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>tool</th><th>offered to models as</th><th>description</th>"
+            "<th>annotations</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+    # --- writes announce themselves to every worker -----------------------------------------
+
+    def save_model(self, request, obj, form, change):  # type: ignore[no-untyped-def]
+        super().save_model(request, obj, form, change)
+        mcp_config_changed()
+
+    def delete_model(self, request, obj):  # type: ignore[no-untyped-def]
+        super().delete_model(request, obj)
+        mcp_config_changed()
+
+    def delete_queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+        super().delete_queryset(request, queryset)
+        mcp_config_changed()
+
+    # --- actions ---------------------------------------------------------------------------------
+
+    @admin.action(description="Test connection (connect, list tools, report latency)")
+    def test_connection(self, request: HttpRequest, queryset: QuerySet[McpServer]) -> None:
+        host = get_host()
+        for server in queryset:
+            result = host.probe(ServerSpec.from_row(server))
+            if result["ok"]:
+                self.message_user(
+                    request,
+                    f"{server.name}: connected in {result['latency_ms']} ms, {len(result['tools'])} tools"
+                    f" ({', '.join(result['tools'][:10])}{'…' if len(result['tools']) > 10 else ''})",
+                    messages.SUCCESS,
+                )
+            else:
+                self.message_user(
+                    request, f"{server.name}: failed after {result['latency_ms']} ms: {result['error']}", messages.ERROR
+                )
+
+    @admin.action(description="Reconnect")
+    def reconnect(self, request: HttpRequest, queryset: QuerySet[McpServer]) -> None:
+        host = get_host()
+        names = []
+        for server in queryset.filter(enabled=True):
+            try:
+                host.reconnect(server.name)
+                names.append(server.name)
+            except LookupError:
+                continue
+        self.message_user(request, f"Reconnecting: {', '.join(names) or 'nothing (no enabled server selected)'}.")

@@ -47,3 +47,10 @@ class RateLimited(ApplicationError):
     def __init__(self, message: str, *, retry_after: int, code: str | None = None, details: Any = None) -> None:
         super().__init__(message, code=code, details=details)
         self.retry_after = max(1, int(retry_after))
+
+
+class UpstreamError(ApplicationError):
+    """A server we depend on (an MCP server, a provider) answered with an error."""
+
+    status_code = 502
+    code = "upstream_error"

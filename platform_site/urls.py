@@ -24,6 +24,7 @@ urlpatterns = [
     path("api/", include("chats.urls")),
     path("api/", include("usage.urls")),
     path("api/", include("providers.urls")),
+    path("api/", include("mcp_servers.urls")),
     # Unknown API paths answer in the API's JSON error shape, DEBUG or not.
     re_path(r"^api/", errors.api_not_found),
 ]

@@ -1,0 +1,295 @@
+"""REST views of the MCP host: status, servers, tools, direct tool calls, resources and prompts.
+
+Everything here talks to this worker's host (network or subprocess I/O), so the
+views are async (adrf). Configuration is never written through the API: servers
+are configured by staff in admin, and no command line is ever accepted here.
+"""
+
+from typing import Any
+
+from adrf.views import APIView
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import IsAdminUser, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from platform_site.exceptions import NotFound, ValidationFailed
+
+from .results import ToolInfo
+from .selectors import ServerView, mcp_host_summary, mcp_request, mcp_server_view, mcp_server_views, mcp_tools
+from .services import mcp_host_reload, mcp_server_reconnect, mcp_tool_call
+
+
+class ServerStatusSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["connecting", "connected", "error", "disabled"])
+    last_error = serializers.CharField(allow_null=True)
+    last_error_at = serializers.DateTimeField(allow_null=True)
+    protocol_version = serializers.CharField(allow_null=True)
+    server_name = serializers.CharField(allow_null=True)
+    server_version = serializers.CharField(allow_null=True)
+    capabilities = serializers.DictField()
+    instructions = serializers.CharField(allow_null=True)
+    connected_since = serializers.DateTimeField(allow_null=True)
+    tool_count = serializers.IntegerField()
+    calls = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    last_call_ms = serializers.IntegerField(allow_null=True)
+
+    class Meta:
+        ref_name = "McpServerStatus"
+
+
+class ServerOutputSerializer(serializers.Serializer):
+    """Configuration without secrets: env and header values are never returned, only their names."""
+
+    name = serializers.CharField(source="server.name")
+    display_name = serializers.CharField(source="server.display_name")
+    description = serializers.CharField(source="server.description")
+    transport = serializers.CharField(source="server.transport")
+    enabled = serializers.BooleanField(source="server.enabled")
+    timeout_seconds = serializers.IntegerField(source="server.timeout_seconds")
+    tool_allowlist = serializers.ListField(child=serializers.CharField(), source="server.tool_allowlist")
+    env_keys = serializers.SerializerMethodField()
+    header_names = serializers.SerializerMethodField()
+    command = serializers.SerializerMethodField(help_text="Staff only.")
+    args = serializers.SerializerMethodField(help_text="Staff only.")
+    url = serializers.SerializerMethodField(help_text="Staff only.")
+    live = ServerStatusSerializer(source="status")
+
+    class Meta:
+        ref_name = "McpServer"
+
+    def _staff(self) -> bool:
+        return bool(self.context["request"].user.is_staff)
+
+    def get_env_keys(self, view: ServerView) -> list[str]:
+        return sorted(view.server.env)
+
+    def get_header_names(self, view: ServerView) -> list[str]:
+        return sorted(view.server.headers)
+
+    def get_command(self, view: ServerView) -> str | None:
+        return view.server.command if self._staff() else None
+
+    def get_args(self, view: ServerView) -> list[str] | None:
+        return list(view.server.args) if self._staff() else None
+
+    def get_url(self, view: ServerView) -> str | None:
+        return view.server.url if self._staff() else None
+
+
+class ToolOutputSerializer(serializers.Serializer):
+    name = serializers.CharField(source="namespaced_name", help_text="The name offered to models.")
+    server = serializers.CharField()
+    tool = serializers.CharField(source="name", help_text="The server's own name for it.")
+    title = serializers.CharField(allow_null=True)
+    description = serializers.CharField()
+    input_schema = serializers.DictField()
+    output_schema = serializers.DictField(allow_null=True)
+    annotations = serializers.DictField()
+
+    class Meta:
+        ref_name = "McpTool"
+
+
+class ToolResultSerializer(serializers.Serializer):
+    server = serializers.CharField()
+    tool = serializers.CharField()
+    content = serializers.ListField(child=serializers.DictField())
+    structured_content = serializers.DictField(allow_null=True)
+    is_error = serializers.BooleanField()
+    duration_ms = serializers.IntegerField()
+
+    class Meta:
+        ref_name = "McpToolResult"
+
+
+def _tools_data(tools: list[ToolInfo]) -> Any:
+    return ToolOutputSerializer([tool.model_dump() for tool in tools], many=True).data
+
+
+class McpStatusApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        servers = serializers.DictField(child=serializers.IntegerField())
+        total_servers = serializers.IntegerField()
+        total_tools = serializers.IntegerField()
+
+        class Meta:
+            ref_name = "McpHostStatus"
+
+    @extend_schema(responses=OutputSerializer, operation_id="mcp_status_retrieve")
+    async def get(self, request: Request) -> Response:
+        return Response(self.OutputSerializer(await mcp_host_summary()).data)
+
+
+class McpServerListApi(APIView):
+    @extend_schema(responses=ServerOutputSerializer(many=True), operation_id="mcp_servers_list")
+    async def get(self, request: Request) -> Response:
+        views = await mcp_server_views()
+        return Response(ServerOutputSerializer(views, many=True, context={"request": request}).data)
+
+
+class McpServerDetailApi(APIView):
+    @extend_schema(responses=ServerOutputSerializer, operation_id="mcp_servers_retrieve")
+    async def get(self, request: Request, name: str) -> Response:
+        view = await mcp_server_view(name=name)
+        return Response(ServerOutputSerializer(view, context={"request": request}).data)
+
+
+class McpServerToolsApi(APIView):
+    @extend_schema(responses=ToolOutputSerializer(many=True), operation_id="mcp_servers_tools_list")
+    async def get(self, request: Request, name: str) -> Response:
+        return Response(_tools_data(await mcp_tools(server=name)))
+
+
+class McpToolListApi(APIView):
+    @extend_schema(responses=ToolOutputSerializer(many=True), operation_id="mcp_tools_list")
+    async def get(self, request: Request) -> Response:
+        return Response(_tools_data(await mcp_tools()))
+
+
+class McpServerReconnectApi(APIView):
+    permission_classes = [IsAuthenticated, IsAdminUser]
+
+    @extend_schema(request=None, responses={202: None}, operation_id="mcp_servers_reconnect")
+    async def post(self, request: Request, name: str) -> Response:
+        await mcp_server_reconnect(name=name)
+        return Response(status=status.HTTP_202_ACCEPTED)
+
+
+class McpReloadApi(APIView):
+    permission_classes = [IsAuthenticated, IsAdminUser]
+
+    class OutputSerializer(serializers.Serializer):
+        reconnected = serializers.ListField(child=serializers.CharField())
+
+        class Meta:
+            ref_name = "McpReload"
+
+    @extend_schema(request=None, responses=OutputSerializer, operation_id="mcp_reload")
+    async def post(self, request: Request) -> Response:
+        return Response({"reconnected": await mcp_host_reload()})
+
+
+class ArgumentsSerializer(serializers.Serializer):
+    arguments = serializers.DictField(required=False, default=dict)
+
+    class Meta:
+        ref_name = "McpArguments"
+
+
+class McpToolCallApi(APIView):
+    permission_classes = [IsAuthenticated, IsAdminUser]
+
+    @extend_schema(request=ArgumentsSerializer, responses=ToolResultSerializer, operation_id="mcp_tools_call")
+    async def post(self, request: Request, name: str, tool: str) -> Response:
+        serializer = ArgumentsSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = await mcp_tool_call(server=name, tool=tool, arguments=serializer.validated_data["arguments"])
+        return Response(ToolResultSerializer(result.model_dump()).data)
+
+
+def _dump(value: Any) -> Any:
+    return value.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class McpResourceListApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        resources = serializers.ListField(child=serializers.DictField())
+        resource_templates = serializers.ListField(child=serializers.DictField())
+
+        class Meta:
+            ref_name = "McpResources"
+
+    @extend_schema(responses=OutputSerializer, operation_id="mcp_servers_resources_list")
+    async def get(self, request: Request, name: str) -> Response:
+        async def listing(client: Any) -> dict[str, Any]:
+            capabilities = client.server_capabilities
+            if capabilities.resources is None:
+                return {"resources": [], "resource_templates": []}
+            resources = await client.list_resources()
+            templates = await client.list_resource_templates()
+            return {
+                "resources": [_dump(r) for r in resources.resources],
+                "resource_templates": [_dump(t) for t in templates.resource_templates],
+            }
+
+        return Response(await mcp_request(server=name, what="resources/list", call=listing))
+
+
+class McpResourceReadApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        contents = serializers.ListField(child=serializers.DictField())
+
+        class Meta:
+            ref_name = "McpResourceContents"
+
+    @extend_schema(
+        parameters=[OpenApiParameter("uri", str, required=True)],
+        responses=OutputSerializer,
+        operation_id="mcp_servers_resources_read",
+    )
+    async def get(self, request: Request, name: str) -> Response:
+        uri = request.query_params.get("uri", "").strip()
+        if not uri:
+            raise ValidationFailed("The uri query parameter is required.", details={"uri": ["This field is required."]})
+
+        async def read(client: Any) -> dict[str, Any]:
+            result = await client.read_resource(uri)
+            return {"contents": [_dump(content) for content in result.contents]}
+
+        return Response(await mcp_request(server=name, what="resources/read", call=read))
+
+
+class McpPromptListApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        prompts = serializers.ListField(child=serializers.DictField())
+
+        class Meta:
+            ref_name = "McpPrompts"
+
+    @extend_schema(responses=OutputSerializer, operation_id="mcp_servers_prompts_list")
+    async def get(self, request: Request, name: str) -> Response:
+        async def listing(client: Any) -> dict[str, Any]:
+            if client.server_capabilities.prompts is None:
+                return {"prompts": []}
+            return {"prompts": [_dump(prompt) for prompt in (await client.list_prompts()).prompts]}
+
+        return Response(await mcp_request(server=name, what="prompts/list", call=listing))
+
+
+class McpPromptGetApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        arguments = serializers.DictField(child=serializers.CharField(), required=False, default=dict)
+
+        class Meta:
+            ref_name = "McpPromptArguments"
+
+    class OutputSerializer(serializers.Serializer):
+        description = serializers.CharField(allow_null=True)
+        messages = serializers.ListField(child=serializers.DictField())
+
+        class Meta:
+            ref_name = "McpPrompt"
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer, operation_id="mcp_servers_prompts_get")
+    async def post(self, request: Request, name: str, prompt: str) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        arguments = serializer.validated_data["arguments"]
+
+        async def get(client: Any) -> dict[str, Any]:
+            # Servers hide "unknown prompt" and "missing argument" behind internal errors: check first.
+            known = {p.name: p for p in (await client.list_prompts()).prompts}
+            if prompt not in known:
+                raise NotFound(f"MCP server {name!r} has no prompt {prompt!r}.", code="unknown_prompt")
+            missing = [a.name for a in known[prompt].arguments or [] if a.required and a.name not in arguments]
+            if missing:
+                raise ValidationFailed(
+                    f"Missing prompt argument(s): {', '.join(missing)}.", details={"arguments": missing}
+                )
+            result = await client.get_prompt(prompt, arguments)
+            return {"description": result.description, "messages": [_dump(m) for m in result.messages]}
+
+        return Response(await mcp_request(server=name, what="prompts/get", call=get))

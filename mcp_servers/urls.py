@@ -1,0 +1,18 @@
+from django.urls import path
+
+from . import apis
+
+urlpatterns = [
+    path("mcp/status", apis.McpStatusApi.as_view(), name="mcp-status"),
+    path("mcp/reload", apis.McpReloadApi.as_view(), name="mcp-reload"),
+    path("mcp/tools", apis.McpToolListApi.as_view(), name="mcp-tools"),
+    path("mcp/servers", apis.McpServerListApi.as_view(), name="mcp-servers"),
+    path("mcp/servers/<str:name>", apis.McpServerDetailApi.as_view(), name="mcp-server"),
+    path("mcp/servers/<str:name>/tools", apis.McpServerToolsApi.as_view(), name="mcp-server-tools"),
+    path("mcp/servers/<str:name>/tools/<str:tool>/call", apis.McpToolCallApi.as_view(), name="mcp-tool-call"),
+    path("mcp/servers/<str:name>/reconnect", apis.McpServerReconnectApi.as_view(), name="mcp-server-reconnect"),
+    path("mcp/servers/<str:name>/resources", apis.McpResourceListApi.as_view(), name="mcp-server-resources"),
+    path("mcp/servers/<str:name>/resources/read", apis.McpResourceReadApi.as_view(), name="mcp-resource-read"),
+    path("mcp/servers/<str:name>/prompts", apis.McpPromptListApi.as_view(), name="mcp-server-prompts"),
+    path("mcp/servers/<str:name>/prompts/<str:prompt>/get", apis.McpPromptGetApi.as_view(), name="mcp-prompt-get"),
+]
