@@ -27,9 +27,9 @@ import django
 django.setup()
 logging.getLogger().setLevel(logging.WARNING)  # the SDKs log every request at INFO
 
-from providers.types import Message  # noqa: E402
-from tests.fakes.providers import KINDS, MODELS, WIRES, adapter_on  # noqa: E402
-from tests.fakes.wire import Turn  # noqa: E402
+from providers.types import Message
+from tests.fakes.providers import KINDS, MODELS, WIRES, adapter_on
+from tests.fakes.wire import Turn
 
 PROMPT = "Hello"
 # A reply of 50 streamed pieces, so stream overhead is per-event work, not just set-up.

@@ -43,6 +43,9 @@ setup() {
   fi
 }
 
+# Console scripts of the venv (e.g. mcp-server-time, started by the default MCP server) must be on PATH.
+export PATH="$VENV/bin:$PATH"
+
 cmd="${1:-run}"
 shift || true
 case "$cmd" in
@@ -55,6 +58,7 @@ case "$cmd" in
     "$VENV/bin/python" manage.py migrate --noinput
     "$VENV/bin/python" manage.py collectstatic --noinput --verbosity 0
     "$VENV/bin/python" manage.py ensureadmin
+    "$VENV/bin/python" manage.py ensure_default_mcp_servers
     host="${HOST:-127.0.0.1}"
     port="${PORT:-8000}"
     echo "Admin:    http://$host:$port/admin/"

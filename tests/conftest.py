@@ -1,4 +1,11 @@
-"""Shared fixtures: users, API clients authenticated by key, and a clean shared cache per test."""
+"""Shared fixtures: users, API clients authenticated by key, a clean shared cache, MCP test servers."""
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from asgiref.sync import SyncToAsync
@@ -65,3 +72,67 @@ def api(user) -> APIClient:
 @pytest.fixture
 def other_api(other_user) -> APIClient:
     return client_for(other_user)
+
+
+# --- MCP ---------------------------------------------------------------------------------
+
+TEST_MCP_SERVER = str(Path(__file__).parent / "mcp" / "server.py")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_mcp_host():
+    # Each test that touches the process's MCP host gets a new one and leaves no processes behind.
+    yield
+    from mcp_servers.host import reset_host
+
+    reset_host()
+
+
+def stdio_test_server(name: str = "test", **fields):
+    """An unsaved McpServer row for the test MCP server over stdio."""
+    from mcp_servers.models import McpServer
+
+    return McpServer(name=name, transport="stdio", command=sys.executable, args=[TEST_MCP_SERVER, "stdio"], **fields)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def http_test_server(transport: str = "http"):
+    """The test MCP server as a separate process over Streamable HTTP ("http") or legacy SSE ("sse")."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, TEST_MCP_SERVER, transport, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"test MCP server ({transport}) did not start")
+            time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            # uvicorn waits for open streams (a client's listen stream) before exiting; don't wait long.
+            process.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def wait_until(predicate, seconds: float = 15.0, interval: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {seconds}s")
+        time.sleep(interval)
