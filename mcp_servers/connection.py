@@ -125,8 +125,10 @@ class ServerConnection:
         max_concurrent_calls: int = 8,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        mode: str = "auto",
     ) -> None:
         self.spec = spec
+        self._mode = mode
         self.tools: list[mcp_types.Tool] = []
         self._on_tools_changed = on_tools_changed
         self._connect_timeout = connect_timeout
@@ -256,7 +258,7 @@ class ServerConnection:
                 transport = await stack.enter_async_context(open_transport(self.spec))
                 client = Client(
                     _watched(transport, lambda: self._mark_dead("the server closed the connection")),
-                    mode="auto",
+                    mode=self._mode,
                     read_timeout_seconds=self._connect_timeout,
                     message_handler=self._on_message,
                     client_info=CLIENT_INFO,

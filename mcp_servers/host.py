@@ -145,6 +145,7 @@ class McpHost:
             max_concurrent_calls=settings.MCP_MAX_CONCURRENT_CALLS,
             backoff_initial=settings.MCP_RESTART_BACKOFF_INITIAL,
             backoff_max=settings.MCP_RESTART_BACKOFF_MAX,
+            mode=settings.MCP_PROTOCOL_MODE,
         )
         connection.start()
         return connection

@@ -258,6 +258,10 @@ MCP_RESTART_BACKOFF_INITIAL = env_float("MCP_RESTART_BACKOFF_INITIAL", 0.5)
 MCP_RESTART_BACKOFF_MAX = env_float("MCP_RESTART_BACKOFF_MAX", 30)
 # The filesystem server's sandbox in the default set-up (ensure_default_mcp_servers).
 MCP_WORKSPACE_DIR = os.environ.get("MCP_WORKSPACE_DIR", str(BASE_DIR / "workspace"))
+# "auto" negotiates 2026-07-28 and falls back to the initialize handshake; "legacy" always handshakes.
+MCP_PROTOCOL_MODE = os.environ.get("MCP_PROTOCOL_MODE", "auto")
+if MCP_PROTOCOL_MODE not in ("auto", "legacy"):
+    raise ImproperlyConfigured("MCP_PROTOCOL_MODE must be 'auto' or 'legacy'")
 # How long a request waits for servers that are still making their first connection.
 MCP_READY_WAIT = env_float("MCP_READY_WAIT", 5)
 

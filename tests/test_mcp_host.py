@@ -119,6 +119,18 @@ def test_tool_list_change_is_picked_up_without_restart():
     wait_until(lambda: "test__extra" not in _tool_names(host))
 
 
+def test_handshake_era_connection_follows_list_changed_notifications(settings):
+    settings.MCP_PROTOCOL_MODE = "legacy"
+    stdio_test_server(timeout_seconds=10).save()
+    host = get_host()
+    host.ready(15)
+    assert _status(host, "test").protocol_version == "2025-11-25"
+
+    assert host.call_tool("test__toggle_extra", {}).text == "added"
+
+    wait_until(lambda: "test__extra" in _tool_names(host))
+
+
 def test_env_references_are_expanded_at_connect_time(monkeypatch):
     monkeypatch.setenv("PLATFORM_TEST_GREETING", "bonjour")
     stdio_test_server(env={"GREETING": "${PLATFORM_TEST_GREETING}", "PLAIN": "x"}).save()
