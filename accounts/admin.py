@@ -12,7 +12,10 @@ from .services import api_key_generate, api_key_revoke
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
-    fieldsets = (*BaseUserAdmin.fieldsets, ("Limits", {"fields": ("rate_limit_per_minute",)}))  # type: ignore[misc]
+    fieldsets = (  # type: ignore[assignment]
+        *BaseUserAdmin.fieldsets,  # type: ignore[misc]
+        ("Limits", {"fields": ("rate_limit_per_minute", "tokens_per_minute", "monthly_budget_usd")}),
+    )
     list_display = ("username", "email", "is_staff", "is_active", "rate_limit_per_minute", "date_joined", "last_login")
 
 

@@ -12,6 +12,12 @@ class User(AbstractUser):
         blank=True,
         help_text="API requests per minute for this user; empty uses RATE_LIMIT_PER_MINUTE.",
     )
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Provider tokens (input + output) per minute; empty = no limit."
+    )
+    monthly_budget_usd = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, help_text="Cost per calendar month (UTC); empty = none."
+    )
 
 
 class ApiKey(models.Model):

@@ -45,3 +45,18 @@ class UserRateThrottle(BaseThrottle):
 
     def wait(self) -> float | None:
         return self.retry_after
+
+
+class _UserRequest:
+    """The little of a request django-ratelimit reads, for counting a request that is not HTTP (WebSocket)."""
+
+    method = "POST"
+    META: dict[str, str] = {}
+
+    def __init__(self, user: object) -> None:
+        self.user = user
+
+
+def rate_limit_hit_for_user(user: object) -> int | None:
+    """Count one request for ``user`` on the shared API counter (as for a REST call)."""
+    return rate_limit_hit(_UserRequest(user))  # type: ignore[arg-type]

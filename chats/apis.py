@@ -1,16 +1,29 @@
 """REST views for chats and their message history."""
 
+import json
+from typing import Any
+
+from adrf.views import APIView as AsyncAPIView
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import renderers, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import ApiKey
 from platform_site.pagination import paginated_response
+from providers.types import GenerationOptions
 
+from .events import ErrorEvent, Event, TextDelta, ToolCallFinished, ToolCallStarted, TurnDone
 from .models import Role
 from .selectors import chat_get, chat_list, message_list
 from .services import chat_create, chat_delete, chat_update
+from .services.engine import PreparedTurn, TurnRequest, turn_prepare, turn_start
 
 
 class ChatOutputSerializer(serializers.Serializer):
@@ -89,6 +102,7 @@ class ToolExecutionOutputSerializer(serializers.Serializer):
     tool = serializers.CharField()
     arguments = serializers.JSONField()
     result = serializers.JSONField()
+    round = serializers.IntegerField()
     is_error = serializers.BooleanField()
     duration_ms = serializers.IntegerField()
     created_at = serializers.DateTimeField()
@@ -106,6 +120,7 @@ class MessageOutputSerializer(serializers.Serializer):
     model = serializers.CharField()
     input_tokens = serializers.IntegerField()
     output_tokens = serializers.IntegerField()
+    finish_reason = serializers.CharField()
     tool_executions = ToolExecutionOutputSerializer(many=True)
     created_at = serializers.DateTimeField()
 
@@ -113,10 +128,208 @@ class MessageOutputSerializer(serializers.Serializer):
         ref_name = "Message"
 
 
-class MessageListApi(APIView):
-    @extend_schema(responses=MessageOutputSerializer(many=True), operation_id="chats_messages_list")
-    def get(self, request: Request, chat_id: int) -> Response:
-        chat = chat_get(chat_id=chat_id, user=request.user)
-        return paginated_response(
-            queryset=message_list(chat=chat), serializer_class=MessageOutputSerializer, request=request, view=self
+class EventStreamRenderer(renderers.BaseRenderer):
+    """Lets clients ask for ``Accept: text/event-stream``; errors before the stream become one error event."""
+
+    media_type = "text/event-stream"
+    format = "sse"
+    charset = "utf-8"
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
+        return sse_frame("error", data).encode()
+
+
+def sse_frame(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, cls=DjangoJSONEncoder)}\n\n"
+
+
+class TurnInputSerializer(serializers.Serializer):
+    message = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    provider = serializers.SlugField(max_length=50, required=False, allow_null=True)
+    model = serializers.CharField(max_length=200, required=False, allow_blank=True, allow_null=True)
+    system_prompt_id = serializers.IntegerField(required=False, allow_null=True)
+    variables = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False, default=dict)
+    mcp_servers = serializers.ListField(
+        child=serializers.CharField(max_length=40), required=False, allow_null=True, default=None, max_length=100
+    )
+    tools = serializers.BooleanField(required=False, default=True)
+    stream = serializers.BooleanField(required=False, default=False)
+    max_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000)
+    temperature = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=2)
+    thinking_budget = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+
+    class Meta:
+        ref_name = "TurnInput"
+
+    def to_turn(self) -> TurnRequest:
+        data = self.validated_data
+        return TurnRequest(
+            message=data["message"],
+            provider=data.get("provider") or None,
+            model=data.get("model") or None,
+            system_prompt_id=data.get("system_prompt_id"),
+            variables=data["variables"],
+            mcp_servers=data["mcp_servers"],
+            tools=data["tools"],
+            options=GenerationOptions(
+                max_tokens=data.get("max_tokens"),
+                temperature=data.get("temperature"),
+                thinking_budget=data.get("thinking_budget"),
+            ),
         )
+
+
+class OneShotInputSerializer(TurnInputSerializer):
+    chat_id = serializers.IntegerField(required=False, allow_null=True)
+
+    class Meta:
+        ref_name = "ChatOneShotInput"
+
+
+class ToolExecutionSummarySerializer(serializers.Serializer):
+    round = serializers.IntegerField()
+    id = serializers.CharField()
+    name = serializers.CharField()
+    server = serializers.CharField()
+    arguments = serializers.DictField()
+    is_error = serializers.BooleanField()
+    content = serializers.CharField()
+    duration_ms = serializers.IntegerField()
+
+    class Meta:
+        ref_name = "TurnToolExecution"
+
+
+class TurnOutputSerializer(serializers.Serializer):
+    chat_id = serializers.IntegerField()
+    message_id = serializers.IntegerField(allow_null=True, help_text="The final assistant message.")
+    response = serializers.CharField(help_text="The final text.")
+    tool_executions = ToolExecutionSummarySerializer(many=True)
+    usage = serializers.DictField()
+    finish_reason = serializers.CharField()
+    success = serializers.BooleanField()
+    error = serializers.DictField(allow_null=True)
+
+    class Meta:
+        ref_name = "TurnResult"
+
+
+ERROR_STATUS = {
+    "provider_rate_limited": 429,
+    "provider_unavailable": 503,
+    "provider_timeout": 504,
+}
+
+
+def turn_summary(events: list[Event]) -> tuple[int, dict[str, Any]]:
+    """The JSON answer for a finished turn, and its HTTP status (an upstream failure is not a 200)."""
+    done = events[-1]
+    assert isinstance(done, TurnDone)
+    final_round = max((e.round for e in events if isinstance(e, TextDelta)), default=0)
+    finished = {e.id: e for e in events if isinstance(e, ToolCallFinished)}
+    # In the order the model made the calls (they finish in any order).
+    executions = [
+        {
+            "round": start.round,
+            "id": start.id,
+            "name": start.name,
+            "server": start.server,
+            "arguments": start.arguments,
+            "is_error": finished[start.id].is_error,
+            "content": finished[start.id].content,
+            "duration_ms": finished[start.id].duration_ms,
+        }
+        for start in events
+        if isinstance(start, ToolCallStarted) and start.id in finished
+    ]
+    errors = [e for e in events if isinstance(e, ErrorEvent)]
+    body = {
+        "chat_id": done.chat_id,
+        "message_id": done.assistant_message_id,
+        "response": "".join(e.text for e in events if isinstance(e, TextDelta) and e.round == final_round),
+        "tool_executions": executions,
+        "usage": {"input_tokens": done.input_tokens, "output_tokens": done.output_tokens, "cost": f"{done.cost:.8f}"},
+        "finish_reason": done.finish_reason,
+        "success": done.success,
+        "error": {"code": errors[-1].code, "message": errors[-1].message} if errors else None,
+    }
+    status_code = 200
+    if errors and not done.success and done.finish_reason == "error":
+        status_code = ERROR_STATUS.get(errors[-1].code, 502)
+    return status_code, body
+
+
+async def turn_response(request: Request, prepared: PreparedTurn, stream: bool) -> HttpResponseBase:
+    handle = turn_start(prepared)
+    if not stream:
+        status_code, body = turn_summary(await handle.result())
+        return Response(body, status=status_code)
+
+    async def frames():  # type: ignore[no-untyped-def]
+        # A client that disconnects stops this generator, not the turn: its task finishes and stores the reply.
+        yield ": stream open\n\n"
+        async for event in handle.events(heartbeat=settings.CHAT_SSE_HEARTBEAT_SECONDS):
+            yield ": keep-alive\n\n" if event is None else sse_frame(event.type, event.to_dict())
+
+    response = StreamingHttpResponse(frames(), content_type="text/event-stream; charset=utf-8")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+def _wants_stream(request: Request, data: dict[str, Any]) -> bool:
+    return bool(data.get("stream")) or "text/event-stream" in request.headers.get("Accept", "")
+
+
+class ChatMessagesApi(AsyncAPIView):
+    renderer_classes = [renderers.JSONRenderer, EventStreamRenderer]
+
+    @extend_schema(responses=MessageOutputSerializer(many=True), operation_id="chats_messages_list")
+    async def get(self, request: Request, chat_id: int) -> Response:
+        def page() -> Response:
+            chat = chat_get(chat_id=chat_id, user=request.user)
+            return paginated_response(
+                queryset=message_list(chat=chat), serializer_class=MessageOutputSerializer, request=request, view=self
+            )
+
+        return await sync_to_async(page)()
+
+    @extend_schema(
+        request=TurnInputSerializer,
+        responses={200: TurnOutputSerializer},
+        operation_id="chats_messages_create",
+        description="One turn: the model answers, calling MCP tools as often as it needs. JSON by default; "
+        "Server-Sent Events (one event per engine event) with `stream: true` or `Accept: text/event-stream`.",
+    )
+    async def post(self, request: Request, chat_id: int) -> HttpResponseBase:
+        serializer = TurnInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        prepared = await turn_prepare(
+            user=request.user, chat_id=chat_id, request=serializer.to_turn(), api_key=_api_key(request)
+        )
+        return await turn_response(request, prepared, _wants_stream(request, serializer.validated_data))
+
+
+class ChatOneShotApi(AsyncAPIView):
+    renderer_classes = [renderers.JSONRenderer, EventStreamRenderer]
+
+    @extend_schema(
+        request=OneShotInputSerializer,
+        responses={200: TurnOutputSerializer},
+        operation_id="chat_one_shot",
+        description="The one-shot form: creates the chat when no chat_id is given.",
+    )
+    async def post(self, request: Request) -> HttpResponseBase:
+        serializer = OneShotInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        prepared = await turn_prepare(
+            user=request.user,
+            chat_id=serializer.validated_data.get("chat_id"),
+            request=serializer.to_turn(),
+            api_key=_api_key(request),
+        )
+        return await turn_response(request, prepared, _wants_stream(request, serializer.validated_data))
+
+
+def _api_key(request: Request) -> ApiKey | None:
+    return request.auth if isinstance(request.auth, ApiKey) else None

@@ -49,6 +49,9 @@ class Message(models.Model):
     model = models.CharField(max_length=200, blank=True)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
+    # Why an assistant message ended: end, tool_calls, length, refused, or error / cancelled / round_limit
+    # for a turn cut short (its text is then partial).
+    finish_reason = models.CharField(max_length=20, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -65,6 +68,7 @@ class Message(models.Model):
 class ToolExecution(models.Model):
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="tool_executions")
     tool_call_id = models.CharField(max_length=200, blank=True)
+    round = models.PositiveSmallIntegerField(default=1)
     server = models.CharField(max_length=40)
     tool = models.CharField(max_length=200)
     arguments = models.JSONField(default=dict)

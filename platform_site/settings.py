@@ -139,6 +139,9 @@ elif _db["ENGINE"] == "django.db.backends.sqlite3":
     _db.setdefault("OPTIONS", {}).update(
         {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE", "timeout": 20}
     )
+    # A file, not memory, so a server process started by the tests sees the test database too.
+    # (per process, so two test runs never share one).
+    _db.setdefault("TEST", {"NAME": str(BASE_DIR / f"test-db-{os.getpid()}.sqlite3")})
 
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -186,6 +189,22 @@ CELERY_BEAT_SCHEDULE = {
     "purge-expired-api-keys": {
         "task": "accounts.tasks.purge_expired_api_keys",
         "schedule": crontab(hour=3, minute=17),
+    },
+    # Health checks expire rather than pile up while no worker is running.
+    "snapshot-provider-health": {
+        "task": "providers.tasks.snapshot_all_provider_health",
+        "schedule": crontab(minute="*/10"),
+        "options": {"expires": 9 * 60},
+    },
+    "snapshot-mcp-health": {
+        "task": "mcp_servers.tasks.snapshot_mcp_health",
+        "schedule": crontab(minute="*/10"),
+        "options": {"expires": 9 * 60},
+    },
+    # No argument: the task rolls up yesterday (UTC), a few minutes after it ended.
+    "rollup-usage-yesterday": {
+        "task": "usage.tasks.rollup_usage_day",
+        "schedule": crontab(hour=0, minute=15),
     },
 }
 
@@ -249,6 +268,14 @@ PROVIDER_MAX_RETRIES = env_int("PROVIDER_MAX_RETRIES", 2)
 PROVIDER_RETRY_BASE_DELAY = env_float("PROVIDER_RETRY_BASE_DELAY", 0.5)
 PROVIDER_RETRY_MAX_DELAY = env_float("PROVIDER_RETRY_MAX_DELAY", 20)
 PROVIDER_MODELS_CACHE_SECONDS = env_float("PROVIDER_MODELS_CACHE_SECONDS", 300)
+
+# --- Chat engine ------------------------------------------------------------------
+
+CHAT_MAX_TOOL_ROUNDS = env_int("CHAT_MAX_TOOL_ROUNDS", 10)
+CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 100_000)
+CHAT_MAX_TOOL_ARGUMENT_BYTES = env_int("CHAT_MAX_TOOL_ARGUMENT_BYTES", 64 * 1024)
+CHAT_MAX_TOOL_RESULT_CHARS = env_int("CHAT_MAX_TOOL_RESULT_CHARS", 100_000)
+CHAT_SSE_HEARTBEAT_SECONDS = env_float("CHAT_SSE_HEARTBEAT_SECONDS", 15)
 
 # --- MCP host -------------------------------------------------------------------
 

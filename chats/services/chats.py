@@ -5,13 +5,12 @@ from typing import Any
 from django.db import transaction
 
 from accounts.models import User
+from chats.models import Chat
 from mcp_servers.models import McpServer
 from platform_site.exceptions import ValidationFailed
 from prompts.models import SystemPrompt
 from prompts.selectors import prompt_list
 from providers.models import Provider
-
-from .models import Chat
 
 
 def _resolve_provider(name: str | None) -> Provider | None:

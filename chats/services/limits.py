@@ -1,0 +1,74 @@
+"""Per-user limits checked before a turn calls any provider: request rate, tokens per minute, monthly budget."""
+
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.core.cache import cache
+from django.db.models import Sum
+
+from accounts.models import User
+from accounts.throttling import rate_limit_hit_for_user
+from platform_site.exceptions import RateLimited
+from usage.models import UsageRecord
+
+TPM_WINDOW = 60
+
+
+def _tpm_key(user_id: int, window: int) -> str:
+    return f"tpm:{user_id}:{window}"
+
+
+def limits_check_request_rate(*, user: User) -> None:
+    retry_after = rate_limit_hit_for_user(user)
+    if retry_after is not None:
+        raise RateLimited(f"Too many requests: retry in {retry_after} s.", retry_after=retry_after, code="throttled")
+
+
+def limits_check_tokens(*, user: User) -> None:
+    if user.tokens_per_minute is None:
+        return
+    window = int(time.time() // TPM_WINDOW)
+    used = cache.get(_tpm_key(user.pk, window), 0)
+    if used >= user.tokens_per_minute:
+        retry_after = int((window + 1) * TPM_WINDOW - time.time()) + 1
+        raise RateLimited(
+            f"Token limit reached: {used} of {user.tokens_per_minute} tokens this minute.",
+            retry_after=retry_after,
+            code="token_limit",
+            details={"used": used, "limit": user.tokens_per_minute},
+        )
+
+
+def limits_add_tokens(*, user_id: int, tokens: int) -> None:
+    """Count tokens a provider call used; cheap, atomic (cache INCR), shared by all workers with Redis."""
+    if tokens <= 0:
+        return
+    key = _tpm_key(user_id, int(time.time() // TPM_WINDOW))
+    if not cache.add(key, tokens, TPM_WINDOW * 2):
+        try:
+            cache.incr(key, tokens)
+        except ValueError:  # expired between add and incr
+            cache.add(key, tokens, TPM_WINDOW * 2)
+
+
+def _month_start(now: datetime) -> datetime:
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def limits_check_budget(*, user: User) -> None:
+    if user.monthly_budget_usd is None:
+        return
+    now = datetime.now(UTC)
+    start = _month_start(now)
+    spent = UsageRecord.objects.filter(user=user, created_at__gte=start).aggregate(total=Sum("cost"))["total"]
+    spent = spent or Decimal(0)
+    if spent >= user.monthly_budget_usd:
+        next_month = (start + timedelta(days=32)).replace(day=1)
+        raise RateLimited(
+            f"Monthly budget of ${user.monthly_budget_usd} reached (spent ${spent:.4f}); it resets on "
+            f"{next_month:%Y-%m-%d}.",
+            retry_after=int((next_month - now).total_seconds()),
+            code="budget_exceeded",
+            details={"spent": str(spent), "budget": str(user.monthly_budget_usd), "resets": next_month.isoformat()},
+        )
