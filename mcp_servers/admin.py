@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from .config import VAR_RE, ServerSpec
 from .host import get_host
-from .models import McpServer
+from .models import McpServer, McpServerHealthSnapshot
 from .results import ServerStatus
 from .services import mcp_config_changed
 
@@ -191,3 +191,26 @@ class McpServerAdmin(admin.ModelAdmin):
             except LookupError:
                 continue
         self.message_user(request, f"Reconnecting: {', '.join(names) or 'nothing (no enabled server selected)'}.")
+
+
+@admin.register(McpServerHealthSnapshot)
+class McpServerHealthSnapshotAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "server", "coloured_status", "tool_count", "last_call_ms", "short_error")
+    list_filter = ("status", "server")
+    search_fields = ("server", "last_error")
+    date_hierarchy = "created_at"
+
+    # Written only by the periodic health check.
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    @admin.display(description="status", ordering="status")
+    def coloured_status(self, obj: McpServerHealthSnapshot) -> str:
+        return format_html('<b style="color:{}">{}</b>', STATUS_COLOURS[obj.status], obj.status)
+
+    @admin.display(description="last error")
+    def short_error(self, obj: McpServerHealthSnapshot) -> str:
+        return obj.last_error[:200]

@@ -80,3 +80,34 @@ class McpServer(models.Model):
                     validate_http_url(self.url)
                 except ValidationError as exc:
                     raise ValidationError({"url": exc.messages}) from exc
+
+
+class ServerState(models.TextChoices):
+    """What the host reports for a server (mcp_servers.results.Status)."""
+
+    CONNECTING = "connecting", "connecting"
+    CONNECTED = "connected", "connected"
+    ERROR = "error", "error"
+    DISABLED = "disabled", "disabled"
+
+
+class McpServerHealthSnapshot(models.Model):
+    """One periodic reading of a server's state in the host of the worker that took it (append-only).
+
+    Keyed by server name rather than a foreign key, so the history outlives a
+    deleted or renamed server row.
+    """
+
+    server = models.CharField(max_length=40, db_index=True)
+    status = models.CharField(max_length=20, choices=ServerState.choices)
+    tool_count = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    last_call_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Latency of the last tool call.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = "MCP server health snapshot"
+        ordering = ["-created_at", "server"]
+
+    def __str__(self) -> str:
+        return f"{self.server} {self.status} at {self.created_at:%Y-%m-%d %H:%M}"

@@ -15,7 +15,7 @@ from .broadcast import broadcast_config_changed
 from .config_io import ConfigFileError, ParsedServer
 from .connection import ServerUnavailable
 from .host import UnknownServer, UnknownTool, get_host
-from .models import McpServer, Transport
+from .models import McpServer, McpServerHealthSnapshot, Transport
 from .results import ToolResult
 from .selectors import mcp_server_view
 
@@ -205,3 +205,24 @@ def mcp_servers_import(*, servers: list[ParsedServer], dry_run: bool = False) ->
     if report.changed and not dry_run:
         mcp_config_changed()
     return report
+
+
+def mcp_health_snapshot() -> list[McpServerHealthSnapshot]:
+    """Store one snapshot per configured server as this process's host sees it.
+
+    Waits (bounded by MCP_READY_WAIT) for servers still making their first
+    connection, so a freshly started worker does not record them all as "connecting".
+    """
+    host = get_host()
+    host.ready()
+    snapshots = [
+        McpServerHealthSnapshot(
+            server=status.name,
+            status=status.status,
+            tool_count=status.tool_count,
+            last_error=status.last_error or "",
+            last_call_ms=status.last_call_ms,
+        )
+        for status in host.statuses()
+    ]
+    return McpServerHealthSnapshot.objects.bulk_create(snapshots)

@@ -1,6 +1,12 @@
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
 
-from .models import Provider, ProviderModel
+from .models import HealthStatus, Provider, ProviderHealthSnapshot, ProviderModel
+from .selectors import providers_with_latest_health
+
+HEALTH_COLOURS = {HealthStatus.OK: "#2e7d32", HealthStatus.ERROR: "#c62828"}
 
 
 class ProviderModelInline(admin.TabularInline):
@@ -19,10 +25,38 @@ class ProviderModelInline(admin.TabularInline):
 
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
-    list_display = ("name", "display_name", "kind", "base_url", "api_key_env", "enabled", "updated_at")
+    list_display = (
+        "name",
+        "display_name",
+        "kind",
+        "base_url",
+        "api_key_env",
+        "enabled",
+        "latest_health",
+        "updated_at",
+    )
     list_filter = ("kind", "enabled")
     search_fields = ("name", "display_name", "base_url")
     inlines = (ProviderModelInline,)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Provider]:
+        # The latest snapshot rides along as subqueries of the list query: no query per row.
+        return providers_with_latest_health(providers=super().get_queryset(request))
+
+    @admin.display(description="health (latest snapshot)")
+    def latest_health(self, obj: Provider) -> str:
+        status = getattr(obj, "health_status", None)
+        if status is None:
+            return "—"
+        latency = obj.health_latency_ms  # type: ignore[attr-defined]
+        checked_at = obj.health_checked_at  # type: ignore[attr-defined]
+        return format_html(
+            '<b style="color:{}">{}</b> {} <small>({})</small>',
+            HEALTH_COLOURS[HealthStatus(status)],
+            status,
+            f"{latency:.0f} ms" if latency is not None else "",
+            f"{checked_at:%Y-%m-%d %H:%M} UTC",
+        )
 
 
 @admin.register(ProviderModel)
@@ -39,3 +73,22 @@ class ProviderModelAdmin(admin.ModelAdmin):
     list_filter = ("provider", "enabled")
     search_fields = ("model_id", "display_name")
     list_select_related = ("provider",)
+
+
+@admin.register(ProviderHealthSnapshot)
+class ProviderHealthSnapshotAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "provider", "status", "latency_ms", "code", "short_error")
+    list_filter = ("status", "provider", "code")
+    list_select_related = ("provider",)
+    date_hierarchy = "created_at"
+
+    # Written only by the periodic health check.
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    @admin.display(description="error")
+    def short_error(self, obj: ProviderHealthSnapshot) -> str:
+        return obj.error[:200]

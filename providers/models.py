@@ -67,3 +67,31 @@ class ProviderModel(models.Model):
     @property
     def has_price_override(self) -> bool:
         return self.input_price_per_mtok is not None or self.output_price_per_mtok is not None
+
+
+class HealthStatus(models.TextChoices):
+    OK = "ok", "OK"
+    ERROR = "error", "Error"
+
+
+class ProviderHealthSnapshot(models.Model):
+    """One periodic health check of a provider: append-only, so the admin can show a history."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="health_snapshots")
+    status = models.CharField(max_length=10, choices=HealthStatus.choices)
+    latency_ms = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    code = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["provider", "-created_at"], name="providerhealth_latest")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=HealthStatus.values), name="providerhealthsnapshot_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider_id} {self.status} at {self.created_at:%Y-%m-%d %H:%M}"

@@ -2,10 +2,12 @@
 
 from dataclasses import dataclass
 
+from django.db.models import OuterRef, QuerySet, Subquery
+
 from platform_site.exceptions import NotFound
 
 from .errors import ProviderError
-from .models import Provider, ProviderModel
+from .models import Provider, ProviderHealthSnapshot, ProviderModel
 from .pricing import list_prices
 from .registry import adapter_for, provider_is_configured
 from .types import HealthResult, ModelInfo
@@ -84,3 +86,17 @@ async def provider_models(*, provider: Provider) -> ModelListing:
 
 async def provider_health(*, provider: Provider) -> HealthResult:
     return await adapter_for(provider).health()
+
+
+def provider_ids_enabled() -> list[int]:
+    return list(Provider.objects.filter(enabled=True).order_by("pk").values_list("pk", flat=True))
+
+
+def providers_with_latest_health(*, providers: QuerySet[Provider]) -> QuerySet[Provider]:
+    """``providers`` annotated with their latest snapshot's status, latency and time, in the same query."""
+    latest = ProviderHealthSnapshot.objects.filter(provider=OuterRef("pk")).order_by("-created_at", "-id")
+    return providers.annotate(
+        health_status=Subquery(latest.values("status")[:1]),
+        health_latency_ms=Subquery(latest.values("latency_ms")[:1]),
+        health_checked_at=Subquery(latest.values("created_at")[:1]),
+    )

@@ -1,6 +1,28 @@
-from django.contrib import admin
+"""Admin for usage: raw records and daily rollups, both read-only, each changelist showing the totals of
+the rows its filters select (all pages, not just the one shown)."""
 
-from .models import UsageRecord
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponseBase
+from django.template.response import TemplateResponse
+
+from .models import UsageDaily, UsageRecord
+from .selectors import usage_daily_totals, usage_record_totals
+
+TOTALS_TEMPLATE = "admin/usage/usagerecord/change_list.html"
+USAGE_FILTERS = (("user", admin.RelatedOnlyFieldListFilter), "provider", "model")
+
+
+def _with_totals(response: HttpResponseBase, totals_of: Callable[[QuerySet[Any]], dict[str, Any]]) -> HttpResponseBase:
+    # A redirect (e.g. a bad filter) or an error page has no changelist to total.
+    if isinstance(response, TemplateResponse) and "cl" in (response.context_data or {}):
+        totals = totals_of(response.context_data["cl"].queryset)
+        totals["tokens"] = totals["input_tokens"] + totals["output_tokens"]
+        response.context_data["usage_totals"] = totals
+    return response
 
 
 @admin.register(UsageRecord)
@@ -16,11 +38,51 @@ class UsageRecordAdmin(admin.ModelAdmin):
         "cost",
         "latency_ms",
     )
-    list_filter = ("provider", "model", "created_at")
+    list_filter = USAGE_FILTERS
     search_fields = ("user__username", "provider", "model")
     list_select_related = ("user",)
     raw_id_fields = ("user", "api_key", "chat")
     date_hierarchy = "created_at"
+    change_list_template = TOTALS_TEMPLATE
 
     def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
         return False  # append-only
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):  # type: ignore[no-untyped-def]
+        response = super().changelist_view(request, extra_context)
+        return _with_totals(response, lambda records: usage_record_totals(records=records))
+
+
+@admin.register(UsageDaily)
+class UsageDailyAdmin(admin.ModelAdmin):
+    list_display = (
+        "day",
+        "user",
+        "provider",
+        "model",
+        "requests",
+        "input_tokens",
+        "output_tokens",
+        "cached_tokens",
+        "reasoning_tokens",
+        "cost",
+    )
+    list_filter = USAGE_FILTERS
+    search_fields = ("user__username", "provider", "model")
+    list_select_related = ("user",)
+    date_hierarchy = "day"
+    change_list_template = TOTALS_TEMPLATE
+
+    # Written only by the rollup, which replaces a day's rows whenever it runs.
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):  # type: ignore[no-untyped-def]
+        response = super().changelist_view(request, extra_context)
+        return _with_totals(response, lambda rows: usage_daily_totals(rows=rows))

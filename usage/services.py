@@ -1,0 +1,38 @@
+"""Writes of usage: the daily rollup of UsageRecord into UsageDaily."""
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import UsageDaily, UsageRecord, UsageRollup
+from .selectors import TOTALS
+
+
+def utc_midnight(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+@transaction.atomic
+def usage_rollup_day(*, day: date) -> int:
+    """Recompute ``day`` (UTC) from UsageRecord and replace its UsageDaily rows; the number of rows written.
+
+    Re-running is safe and picks up records added since: the day's rows are
+    replaced, never added to.
+    """
+    now = timezone.now()
+    # The marker row is upserted first: its row lock makes concurrent rollups of one day take turns.
+    marker, _ = UsageRollup.objects.update_or_create(day=day, defaults={"computed_at": now})
+    start = utc_midnight(day)
+    groups = (
+        UsageRecord.objects.filter(created_at__gte=start, created_at__lt=start + timedelta(days=1))
+        .values("user_id", "provider", "model")
+        .annotate(**TOTALS)
+        .order_by("user_id", "provider", "model")
+    )
+    rows = [UsageDaily(day=day, **group) for group in groups]
+    UsageDaily.objects.filter(day=day).delete()
+    UsageDaily.objects.bulk_create(rows)
+    marker.rows = len(rows)
+    marker.save(update_fields=["rows"])
+    return len(rows)
