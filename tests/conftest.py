@@ -4,6 +4,7 @@ import contextlib
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -136,3 +137,108 @@ def wait_until(predicate, seconds: float = 15.0, interval: float = 0.05):
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {seconds}s")
         time.sleep(interval)
+
+
+# --- providers pointed at the wire-level fakes ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def provider_wires():
+    from .fakes.providers import start_all, stop_all
+
+    servers = start_all()
+    yield servers
+    stop_all(servers)
+
+
+@pytest.fixture
+def providers(provider_wires, monkeypatch, settings, django_db_blocker):
+    """The four Provider rows pointed at the local fakes, keys set, retries fast; yields the fakes by kind."""
+    from providers.models import Provider
+
+    from .fakes.providers import base_url
+
+    for server in provider_wires.values():
+        server.reset()
+    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.setenv(name, "test-key")
+    settings.PROVIDER_RETRY_BASE_DELAY = 0.01
+    settings.PROVIDER_RETRY_MAX_DELAY = 0.05
+    settings.PROVIDER_MAX_RETRIES = 1
+    with django_db_blocker.unblock():
+        # update_or_create: a transactional test before this one may have flushed the seeded rows.
+        for kind, server in provider_wires.items():
+            Provider.objects.update_or_create(
+                name=kind,
+                defaults={
+                    "kind": kind,
+                    "display_name": kind.title(),
+                    "api_key_env": "" if kind == "ollama" else f"{kind.upper()}_API_KEY",
+                    "base_url": base_url(kind, server),
+                    "enabled": True,
+                },
+            )
+    return provider_wires
+
+
+# --- the platform as a real server process --------------------------------------------------
+
+
+def _database_url() -> str:
+    settings_dict = connections["default"].settings_dict
+    if settings_dict["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{settings_dict['NAME']}"
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
+    return f"postgres://{settings_dict['USER']}{password}@{host}:{port}/{settings_dict['NAME']}"
+
+
+@contextlib.contextmanager
+def platform_process(**env: str):
+    """Daphne serving the platform on a free port, on the test database (use with transaction=True)."""
+    import os
+
+    from django.conf import settings
+
+    port = free_port()
+    # A file, not a pipe: nobody reads a pipe while the test runs, and a full one would block the server.
+    log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in the finally below)
+    environment = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "DEBUG": "0",
+        "SECRET_KEY": "test-secret-key-for-the-live-server",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_COOKIES": "0",
+        "PROVIDER_RETRY_BASE_DELAY": "0.01",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        **env,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "platform_site.asgi:application"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            if process.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"daphne exited: {log.read().decode()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("daphne did not start")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()

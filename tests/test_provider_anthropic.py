@@ -379,6 +379,7 @@ async def test_list_models(wire: AnthropicWire):
     models = await make_adapter(wire).list_models()
 
     assert models == [
+        ModelInfo(id="claude-sonnet-4-6", display_name="Claude Sonnet 4.6", context_window=1000000),
         ModelInfo(id="claude-sonnet-4-5", display_name="Claude Sonnet 4.5", context_window=200000),
         ModelInfo(id="claude-haiku-4-5", display_name="Claude Haiku 4.5", context_window=200000),
     ]

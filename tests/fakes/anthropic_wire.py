@@ -88,6 +88,15 @@ TOOL_FIELDS = {
 DEFAULT_MODELS: list[dict[str, Any]] = [
     {
         "type": "model",
+        "id": "claude-sonnet-4-6",
+        "display_name": "Claude Sonnet 4.6",
+        "created_at": "2026-02-17T00:00:00Z",
+        "lifecycle": "active",
+        "max_input_tokens": 1000000,
+        "max_tokens": 64000,
+    },
+    {
+        "type": "model",
         "id": "claude-sonnet-4-5",
         "display_name": "Claude Sonnet 4.5",
         "created_at": "2025-09-29T00:00:00Z",
