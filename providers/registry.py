@@ -6,6 +6,7 @@ event loop and configuration, then reused: SDK async clients belong to the loop
 that made them.
 """
 
+import functools
 import os
 import weakref
 from asyncio import AbstractEventLoop, get_running_loop
@@ -33,7 +34,9 @@ _adapters: "weakref.WeakKeyDictionary[AbstractEventLoop, dict[ProviderConfig, Pr
 )
 
 
+@functools.cache
 def adapter_class(kind: str) -> type[ProviderAdapter]:
+    # Cached: import_string re-enters the import system on every call, which shows on the turn's hot path.
     return import_string(ADAPTER_PATHS[ProviderKind(kind)])
 
 
