@@ -1,5 +1,9 @@
-"""WebSocket routes of the chats app (the chat consumer arrives with the browser chat)."""
+"""WebSocket routes of the chats app."""
 
-from django.urls import URLPattern
+from django.urls import path
 
-websocket_urlpatterns: list[URLPattern] = []
+from .consumers import ChatConsumer
+
+websocket_urlpatterns = [
+    path("ws/chats/<int:chat_id>/", ChatConsumer.as_asgi()),
+]

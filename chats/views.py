@@ -1,4 +1,4 @@
-"""Pages for browser users."""
+"""The chat page for browser users (everything else it needs comes from the REST API and the WebSocket)."""
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -7,4 +7,4 @@ from django.shortcuts import render
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "home.html")
+    return render(request, "chats/chat.html")

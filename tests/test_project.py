@@ -55,9 +55,12 @@ def test_home_page_needs_login(client, user):
     signed_in = client.get("/")
 
     assert anonymous.status_code == 302
-    assert anonymous["Location"].startswith("/admin/login/")
+    assert anonymous["Location"].startswith("/login/")
     assert signed_in.status_code == 200
-    assert "alice" in signed_in.content.decode()
+    page = signed_in.content.decode()
+    assert "alice" in page
+    assert "chats/app.js" in page
+    assert client.get("/login/").status_code == 302  # already signed in
 
 
 def test_every_environment_variable_read_by_the_code_is_documented():

@@ -1,0 +1,177 @@
+"""The chat WebSocket: ``ws/chats/<chat_id>/``. Same engine and events as REST, pushed as JSON frames.
+
+Every tab on a chat joins the chat's Channels group (over Redis when REDIS_URL
+is set), so all of them, in any worker, see each turn's events; a tab that
+reconnects mid-turn gets the rest and can fetch what it missed from the
+history API. One turn at a time per chat (per worker process): a message sent
+while one runs gets an ``error`` frame (code ``turn_in_progress``).
+
+Client -> server: ``{"type": "message", "message", "provider"?, "model"?,
+"system_prompt_id"?, "variables"?, "mcp_servers"?, "tools"?}``, ``{"type":
+"cancel"}``, ``{"type": "ping"}``. Server -> client: the engine's events, plus
+``{"type": "error", "code", "message"}`` for bad client frames (the connection
+stays open), ``{"type": "pong"}`` and a first ``{"type": "ready", ...}``.
+"""
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from channels.db import aclose_old_connections, database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from rest_framework import exceptions as drf_exceptions
+
+from accounts.authentication import api_key_check
+from platform_site.exceptions import ApplicationError
+
+from .apis import TurnInputSerializer
+from .models import Chat
+from .services.engine import TurnHandle, turn_prepare, turn_start
+
+logger = logging.getLogger(__name__)
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+SUBPROTOCOL = "llmp.bearer"
+# Turns running in this process, by chat id: one at a time per chat.
+ACTIVE_TURNS: dict[int, TurnHandle] = {}
+
+
+def group_name(chat_id: int) -> str:
+    return f"chat.{chat_id}"
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    chat_id: int
+    user: Any
+    api_key: Any = None
+
+    async def connect(self) -> None:
+        await aclose_old_connections()
+        self.chat_id = int(self.scope["url_route"]["kwargs"]["chat_id"])
+        subprotocol = await self._authenticate()
+        if self.user is None:
+            await self.accept()
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if not await database_sync_to_async(Chat.objects.filter(pk=self.chat_id, owner=self.user).exists)():
+            await self.accept(subprotocol)
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        await self.channel_layer.group_add(group_name(self.chat_id), self.channel_name)
+        await self.accept(subprotocol)
+        await self._send({"type": "ready", "chat_id": self.chat_id, "turn_in_progress": self.chat_id in ACTIVE_TURNS})
+
+    async def _authenticate(self) -> str | None:
+        """The session user, or an API key from the Authorization header or the subprotocol."""
+        self.user = None
+        raw_key, subprotocol = None, None
+        headers = {name.decode().lower(): value.decode() for name, value in self.scope.get("headers", [])}
+        scheme, _, value = headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and value:
+            raw_key = value.strip()
+        offered = list(self.scope.get("subprotocols") or [])
+        if SUBPROTOCOL in offered:
+            # Browsers cannot set headers on a WebSocket: ["llmp.bearer", "<key>"] carries the key instead.
+            others = [protocol for protocol in offered if protocol != SUBPROTOCOL]
+            raw_key = raw_key or (others[0] if others else None)
+            subprotocol = SUBPROTOCOL
+        if raw_key:
+            try:
+                self.api_key = await database_sync_to_async(api_key_check)(raw_key)
+            except drf_exceptions.AuthenticationFailed:
+                return subprotocol
+            self.user = self.api_key.owner
+            return subprotocol
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            self.user = user
+        return subprotocol
+
+    async def disconnect(self, code: int) -> None:
+        # Leaving does not stop a running turn: it finishes and is stored.
+        if getattr(self, "user", None) is not None:
+            await self.channel_layer.group_discard(group_name(self.chat_id), self.channel_name)
+
+    # --- client frames ---------------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self._error("invalid_frame", "Send JSON text frames.")
+            return
+        if len(text_data) > settings.CHAT_WS_MAX_FRAME_BYTES:
+            await self._error("frame_too_large", f"Frames are limited to {settings.CHAT_WS_MAX_FRAME_BYTES} bytes.")
+            return
+        try:
+            frame = json.loads(text_data)
+        except ValueError:
+            await self._error("invalid_json", "The frame is not valid JSON.")
+            return
+        if not isinstance(frame, dict):
+            await self._error("invalid_frame", "A frame is a JSON object with a type.")
+            return
+        kind = frame.get("type")
+        if kind == "ping":
+            await self._send({"type": "pong"})
+        elif kind == "cancel":
+            await self.channel_layer.group_send(group_name(self.chat_id), {"type": "chat.cancel"})
+        elif kind == "message":
+            await self._start_turn(frame)
+        else:
+            await self._error("unknown_type", f"Unknown frame type {kind!r}: use message, cancel or ping.")
+
+    async def _start_turn(self, frame: dict[str, Any]) -> None:
+        if self.chat_id in ACTIVE_TURNS:
+            await self._error("turn_in_progress", "A reply is still being written in this chat; wait or cancel it.")
+            return
+        serializer = TurnInputSerializer(data={key: value for key, value in frame.items() if key != "type"})
+        if not serializer.is_valid():
+            first = next(iter(serializer.errors.items()))
+            await self._error("invalid", f"{first[0]}: {first[1][0]}", details=serializer.errors)
+            return
+        await aclose_old_connections()
+        try:
+            prepared = await turn_prepare(
+                user=self.user,
+                chat_id=self.chat_id,
+                request=serializer.to_turn(),
+                api_key=self.api_key,
+                count_request=True,
+            )
+        except ApplicationError as exc:
+            extra = {"retry_after": exc.retry_after} if hasattr(exc, "retry_after") else {}
+            await self._error(exc.code, exc.message, details=exc.details, **extra)
+            return
+        handle = turn_start(prepared)
+        ACTIVE_TURNS[self.chat_id] = handle
+        asyncio.get_running_loop().create_task(_forward(self.channel_layer, self.chat_id, handle))
+
+    # --- group messages ----------------------------------------------------------------------------
+
+    async def chat_event(self, message: dict[str, Any]) -> None:
+        await self._send(message["event"])
+
+    async def chat_cancel(self, message: dict[str, Any]) -> None:
+        handle = ACTIVE_TURNS.get(self.chat_id)
+        if handle is not None:
+            handle.cancel()
+
+    async def _send(self, data: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(data, default=str))
+
+    async def _error(self, code: str, message: str, details: Any = None, **extra: Any) -> None:
+        await self._send({"type": "error", "code": code, "message": message, "details": details, **extra})
+
+
+async def _forward(layer: Any, chat_id: int, handle: TurnHandle) -> None:
+    """Fan a turn's events out to every tab on the chat, in order; the turn runs regardless of listeners."""
+    try:
+        async for event in handle.events():
+            await layer.group_send(group_name(chat_id), {"type": "chat.event", "event": event.to_dict()})
+    except Exception:
+        logger.exception("forwarding chat %s events failed", chat_id)
+    finally:
+        if ACTIVE_TURNS.get(chat_id) is handle:
+            del ACTIVE_TURNS[chat_id]

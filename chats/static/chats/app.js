@@ -1,0 +1,354 @@
+// The chat page: REST for chats, history and pickers; one WebSocket per open chat for streamed turns.
+import { marked } from "./vendor/marked-18.2.1.esm.js";
+import DOMPurify from "./vendor/dompurify-3.4.18.es.mjs";
+
+const $ = (selector) => document.querySelector(selector);
+const csrf = document.querySelector('meta[name="csrf-token"]').content;
+const state = { chats: [], chat: null, socket: null, turn: null, providers: [], servers: [] };
+
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    credentials: "same-origin",
+    ...options,
+    headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, ...(options.headers || {}) },
+  });
+  if (response.status === 204) return null;
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
+  return body;
+}
+
+// Model output is untrusted: Markdown is rendered, then sanitised before it touches the DOM.
+const markdown = (text) => DOMPurify.sanitize(marked.parse(text || ""));
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function scrollDown() {
+  const box = $("#messages");
+  box.scrollTop = box.scrollHeight;
+}
+
+function setStatus(text) {
+  $("#status").textContent = text || "";
+}
+
+// --- chats -----------------------------------------------------------------------------------
+
+async function loadChats() {
+  state.chats = (await api("/api/chats?page_size=200")).results;
+  renderChatList();
+}
+
+function renderChatList() {
+  const list = $("#chat-list");
+  list.replaceChildren();
+  for (const chat of state.chats) {
+    const item = element("li");
+    item.dataset.id = chat.id;
+    if (state.chat && state.chat.id === chat.id) item.classList.add("active");
+    const link = element("a", "", chat.title || "New chat");
+    link.href = `#chat-${chat.id}`;
+    link.addEventListener("click", (event) => { event.preventDefault(); openChat(chat.id); });
+    const rename = element("button", "rename", "✎");
+    rename.title = "Rename";
+    rename.addEventListener("click", () => renameChat(chat));
+    const remove = element("button", "delete", "🗑");
+    remove.title = "Delete";
+    remove.addEventListener("click", () => deleteChat(chat));
+    item.append(link, rename, remove);
+    list.append(item);
+  }
+}
+
+async function newChat() {
+  const chat = await api("/api/chats", { method: "POST", body: JSON.stringify({}) });
+  state.chats.unshift(chat);
+  await openChat(chat.id);
+}
+
+async function renameChat(chat) {
+  const title = prompt("Rename chat", chat.title);
+  if (title === null) return;
+  Object.assign(chat, await api(`/api/chats/${chat.id}`, { method: "PATCH", body: JSON.stringify({ title }) }));
+  renderChatList();
+}
+
+async function deleteChat(chat) {
+  if (!confirm(`Delete "${chat.title || "New chat"}"?`)) return;
+  await api(`/api/chats/${chat.id}`, { method: "DELETE" });
+  state.chats = state.chats.filter((c) => c.id !== chat.id);
+  if (state.chat && state.chat.id === chat.id) {
+    state.chat = null;
+    if (state.socket) state.socket.close();
+    $("#messages").replaceChildren();
+    enableComposer(false);
+  }
+  renderChatList();
+}
+
+async function openChat(id) {
+  state.chat = state.chats.find((c) => c.id === id) || (await api(`/api/chats/${id}`));
+  location.hash = `chat-${id}`;
+  renderChatList();
+  applyChatDefaults();
+  await loadHistory();
+  connect();
+}
+
+// --- history ---------------------------------------------------------------------------------
+
+async function loadHistory() {
+  const box = $("#messages");
+  box.replaceChildren();
+  let page = `/api/chats/${state.chat.id}/messages?page_size=200`;
+  const messages = [];
+  while (page) {
+    const body = await api(page);
+    messages.push(...body.results);
+    page = body.next;
+  }
+  for (const message of messages) renderStoredMessage(message);
+  scrollDown();
+}
+
+function renderStoredMessage(message) {
+  const box = $("#messages");
+  if (message.role === "user") {
+    box.append(element("div", "msg user", textOf(message.content)));
+  } else if (message.role === "assistant") {
+    const text = textOf(message.content);
+    if (text) {
+      const bubble = element("div", "msg assistant");
+      bubble.innerHTML = markdown(text);
+      if (["error", "cancelled"].includes(message.finish_reason)) bubble.classList.add("partial");
+      if (message.input_tokens || message.output_tokens) {
+        bubble.append(element("div", "usage", `${message.provider} · ${message.model} · ${message.input_tokens} in / ${message.output_tokens} out tokens`));
+      }
+      box.append(bubble);
+    }
+    const executions = new Map(message.tool_executions.map((e) => [e.tool_call_id, e]));
+    for (const block of message.content.filter((b) => b.type === "tool_call")) {
+      const card = toolCard(block.id, block.name, "", block.arguments);
+      const run = executions.get(block.id);
+      if (run) finishToolCard(card, run.is_error, resultText(run.result), run.duration_ms);
+      box.append(card);
+    }
+  }
+}
+
+const textOf = (content) => content.filter((b) => b.type === "text").map((b) => b.text).join("");
+const resultText = (blocks) => (blocks || []).map((b) => b.text ?? JSON.stringify(b)).join("\n");
+
+function toolCard(id, name, server, args) {
+  const card = element("details", "tool running");
+  card.dataset.callId = id;
+  const summary = element("summary");
+  summary.append(element("strong", "", `🔧 ${name}`), element("span", "state", "running…"));
+  card.append(summary, element("div", "label", "Arguments"), element("pre", "args", JSON.stringify(args, null, 2)));
+  return card;
+}
+
+function finishToolCard(card, isError, content, durationMs) {
+  card.classList.remove("running");
+  card.classList.add(isError ? "error" : "ok");
+  card.querySelector(".state").textContent = `${isError ? "error" : "done"} · ${durationMs} ms`;
+  card.append(element("div", "label", isError ? "Error" : "Result"), element("pre", "result", content));
+}
+
+// --- the live turn -----------------------------------------------------------------------------
+
+function connect() {
+  if (state.socket) state.socket.close();
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${location.host}/ws/chats/${state.chat.id}/`);
+  state.socket = socket;
+  socket.addEventListener("open", () => { setStatus(""); enableComposer(true); });
+  socket.addEventListener("close", (event) => {
+    if (state.socket !== socket) return;
+    enableComposer(false);
+    setStatus(event.code === 4401 ? "Signed out." : "Disconnected; reconnecting…");
+    if (event.code !== 4401 && event.code !== 4404) setTimeout(() => state.chat && connect(), 1500);
+  });
+  socket.addEventListener("message", (event) => handle(JSON.parse(event.data)));
+}
+
+function currentBubble(round) {
+  const turn = state.turn;
+  if (!turn.bubbles[round]) {
+    turn.bubbles[round] = { node: element("div", "msg assistant"), text: "" };
+    $("#messages").append(turn.bubbles[round].node);
+  }
+  return turn.bubbles[round];
+}
+
+let renderPending = null;
+function renderLater(bubble) {
+  // Markdown is re-rendered at most once a frame, however fast tokens arrive.
+  renderPending = bubble;
+  requestAnimationFrame(() => {
+    if (renderPending) {
+      renderPending.node.innerHTML = markdown(renderPending.text);
+      renderPending = null;
+      scrollDown();
+    }
+  });
+}
+
+function handle(event) {
+  switch (event.type) {
+    case "ready":
+      if (event.turn_in_progress) startTurnUi();
+      break;
+    case "turn_started":
+      if (!state.turn) startTurnUi();
+      break;
+    case "text_delta": {
+      if (!state.turn) startTurnUi();
+      const bubble = currentBubble(event.round);
+      bubble.text += event.text;
+      renderLater(bubble);
+      break;
+    }
+    case "tool_call_started": {
+      if (!state.turn) startTurnUi();
+      const card = toolCard(event.id, event.name, event.server, event.arguments);
+      state.turn.cards[event.id] = card;
+      $("#messages").append(card);
+      scrollDown();
+      break;
+    }
+    case "tool_call_finished": {
+      const card = state.turn && state.turn.cards[event.id];
+      if (card) finishToolCard(card, event.is_error, event.content, event.duration_ms);
+      break;
+    }
+    case "usage":
+      if (state.turn) {
+        state.turn.usage.input += event.input_tokens;
+        state.turn.usage.output += event.output_tokens;
+      }
+      break;
+    case "error":
+      $("#messages").append(element("div", "notice", event.message));
+      scrollDown();
+      if (!state.turn) enableComposer(true);
+      break;
+    case "turn_done":
+      finishTurnUi(event);
+      break;
+  }
+}
+
+function startTurnUi() {
+  state.turn = { bubbles: {}, cards: {}, usage: { input: 0, output: 0 } };
+  $("#send").disabled = true;
+  $("#stop").hidden = false;
+  setStatus("Writing…");
+}
+
+function finishTurnUi(done) {
+  renderPending = null; // the final render below wins over a frame still queued
+  const rounds = Object.keys(state.turn ? state.turn.bubbles : {}).map(Number);
+  const last = rounds.length ? state.turn.bubbles[Math.max(...rounds)] : null;
+  if (last) {
+    last.node.innerHTML = markdown(last.text);
+    if (!done.success) last.node.classList.add("partial");
+    last.node.append(element("div", "usage", `${done.input_tokens} in / ${done.output_tokens} out tokens · $${Number(done.cost).toFixed(6)}`));
+  }
+  state.turn = null;
+  $("#stop").hidden = true;
+  setStatus("");
+  enableComposer(true);
+  scrollDown();
+  refreshTitle();
+}
+
+async function refreshTitle() {
+  const chat = await api(`/api/chats/${state.chat.id}`);
+  Object.assign(state.chats.find((c) => c.id === chat.id) || {}, chat);
+  renderChatList();
+}
+
+function send() {
+  const text = $("#input").value;
+  if (!text.trim() || !state.socket || state.socket.readyState !== WebSocket.OPEN || state.turn) return;
+  const frame = { type: "message", message: text, provider: $("#provider").value, model: $("#model").value };
+  if ($("#prompt").value) frame.system_prompt_id = Number($("#prompt").value);
+  const boxes = [...document.querySelectorAll("#servers input")];
+  const chosen = boxes.filter((b) => b.checked).map((b) => b.value);
+  if (chosen.length !== boxes.length) frame.mcp_servers = chosen;
+  $("#messages").append(element("div", "msg user", text));
+  $("#input").value = "";
+  startTurnUi();
+  scrollDown();
+  state.socket.send(JSON.stringify(frame));
+}
+
+function enableComposer(enabled) {
+  $("#input").disabled = !enabled;
+  $("#send").disabled = !enabled || Boolean(state.turn);
+}
+
+// --- pickers -----------------------------------------------------------------------------------
+
+async function loadPickers() {
+  const [providers, prompts, servers] = await Promise.all([
+    api("/api/providers"), api("/api/prompts?page_size=200"), api("/api/mcp/servers").catch(() => []),
+  ]);
+  state.providers = providers.filter((p) => p.enabled && p.configured);
+  const providerSelect = $("#provider");
+  providerSelect.replaceChildren(...state.providers.map((p) => new Option(p.display_name, p.name)));
+  $("#prompt").append(...prompts.results.map((p) => new Option(p.name + (p.is_owner ? "" : " (shared)"), p.id)));
+  state.servers = servers.filter((s) => s.enabled);
+  $("#servers").replaceChildren(...state.servers.map((server) => {
+    const label = element("label");
+    const box = element("input");
+    box.type = "checkbox";
+    box.value = server.name;
+    box.checked = true;
+    label.append(box, ` ${server.display_name || server.name} (${server.live.tool_count} tools, ${server.live.status})`);
+    return label;
+  }));
+  await loadModels();
+}
+
+async function loadModels(preferred) {
+  const provider = $("#provider").value;
+  if (!provider) return;
+  const listing = await api(`/api/providers/${provider}/models`);
+  const select = $("#model");
+  select.replaceChildren(...listing.models.map((m) => new Option(m.display_name || m.id, m.id)));
+  if (preferred && listing.models.some((m) => m.id === preferred)) select.value = preferred;
+}
+
+function applyChatDefaults() {
+  const chat = state.chat;
+  if (chat.provider && state.providers.some((p) => p.name === chat.provider)) {
+    $("#provider").value = chat.provider;
+    loadModels(chat.model);
+  }
+  $("#prompt").value = chat.system_prompt_id || "";
+  const selected = new Set(chat.mcp_servers);
+  for (const box of document.querySelectorAll("#servers input")) box.checked = selected.size === 0 || selected.has(box.value);
+}
+
+// --- start -------------------------------------------------------------------------------------
+
+$("#new-chat").addEventListener("click", newChat);
+$("#provider").addEventListener("change", () => loadModels());
+$("#stop").addEventListener("click", () => state.socket && state.socket.send(JSON.stringify({ type: "cancel" })));
+$("#composer").addEventListener("submit", (event) => { event.preventDefault(); send(); });
+$("#input").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); send(); }
+});
+
+await loadPickers();
+await loadChats();
+const fromHash = Number((location.hash.match(/chat-(\d+)/) || [])[1]);
+if (fromHash) await openChat(fromHash);
+else if (state.chats.length) await openChat(state.chats[0].id);
