@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 SUBPROTOCOL = "llmp.bearer"
+MAX_BATCH = 256
 # Turns running in this process, by chat id: one at a time per chat.
 ACTIVE_TURNS: dict[int, TurnHandle] = {}
 
@@ -166,12 +167,39 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
 
 async def _forward(layer: Any, chat_id: int, handle: TurnHandle) -> None:
-    """Fan a turn's events out to every tab on the chat, in order; the turn runs regardless of listeners."""
+    """Fan a turn's events out to every tab on the chat, in order; the turn runs regardless of listeners.
+
+    Text deltas already waiting are merged into one frame (same round): under load a tab gets fewer,
+    larger frames instead of falling behind, and no text is lost.
+    """
+    queue = handle.subscribe()
     try:
-        async for event in handle.events():
-            await layer.group_send(group_name(chat_id), {"type": "chat.event", "event": event.to_dict()})
+        while True:
+            events = [await queue.get()]
+            while not queue.empty() and len(events) < MAX_BATCH:
+                events.append(queue.get_nowait())
+            for frame in _merge_text(events):
+                await layer.group_send(group_name(chat_id), {"type": "chat.event", "event": frame})
+            if events[-1].type == "turn_done":
+                return
     except Exception:
         logger.exception("forwarding chat %s events failed", chat_id)
     finally:
         if ACTIVE_TURNS.get(chat_id) is handle:
             del ACTIVE_TURNS[chat_id]
+
+
+def _merge_text(events: list[Any]) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = []
+    for event in events:
+        data = event.to_dict()
+        last = frames[-1] if frames else None
+        if (
+            last is not None
+            and data["type"] == last["type"] in ("text_delta", "thinking_delta")
+            and data["round"] == last["round"]
+        ):
+            last["text"] += data["text"]
+        else:
+            frames.append(data)
+    return frames

@@ -127,7 +127,7 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
         _db["CONN_MAX_AGE"] = 0
         _db.setdefault("OPTIONS", {})["pool"] = {
             "min_size": env_int("DATABASE_POOL_MIN_SIZE", 1),
-            "max_size": env_int("DATABASE_POOL_MAX_SIZE", 10),
+            "max_size": env_int("DATABASE_POOL_MAX_SIZE", 20),
             "timeout": env_int("DATABASE_POOL_TIMEOUT", 10),
         }
     else:

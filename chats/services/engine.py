@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 from asgiref.sync import AsyncToSync, SyncToAsync, sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db import connections as db_connections
 from django.db.models import Max
 from django.utils import timezone
 
@@ -221,8 +223,8 @@ async def turn_prepare(
 ) -> PreparedTurn:
     """Validate a turn; raises the API's domain exceptions (4xx) and stores nothing."""
     if count_request:
-        await sync_to_async(limits_check_request_rate)(user=user)
-    chat, provider, model, price_row, system, servers = await sync_to_async(_prepare_sync)(
+        await database(limits_check_request_rate)(user=user)
+    chat, provider, model, price_row, system, servers = await database(_prepare_sync)(
         user=user, chat_id=chat_id, request=request
     )
     if price_row is None:
@@ -332,7 +334,7 @@ class TurnHandle:
         success = False
         final_id: int | None = None
         try:
-            history, user_id = await sync_to_async(self._start)()
+            history, user_id = await database(self._start)()
             tools = await self._tools()
             by_name = {tool.namespaced_name: tool for tool in tools}
             specs = [
@@ -359,14 +361,14 @@ class TurnHandle:
                         self._emit(ErrorEvent(code=outcome.error.code, message=str(outcome.error)))
                     break
                 assert outcome.finish is not None
-                assistant_id = await sync_to_async(self._store_assistant)(outcome, rounds)
+                assistant_id = await database(self._store_assistant)(outcome, rounds)
                 final_id = assistant_id
                 calls = outcome.message.tool_calls
                 if not calls:
                     finish_reason, success = outcome.finish.reason, True
                     break
                 results, cancelled = await self._run_tools(calls, by_name, rounds)
-                tool_message = await sync_to_async(self._store_tool_results)(assistant_id, calls, results, rounds)
+                tool_message = await database(self._store_tool_results)(assistant_id, calls, results, rounds)
                 history = [*history, outcome.message, tool_message]
                 if cancelled:
                     finish_reason = "cancelled"
@@ -377,7 +379,7 @@ class TurnHandle:
                         f"Stopped: the model was still calling tools after {rounds} rounds "
                         f"(the limit is {settings.CHAT_MAX_TOOL_ROUNDS})."
                     )
-                    final_id = await sync_to_async(self._store_note)(note, finish_reason, rounds)
+                    final_id = await database(self._store_note)(note, finish_reason, rounds)
                     self._emit(ErrorEvent(code="tool_round_limit", message=note))
                     break
         except Exception as exc:  # a bug or a lost database: end the turn cleanly, say so
@@ -386,7 +388,7 @@ class TurnHandle:
             finish_reason, success = "error", False
         finally:
             try:
-                await sync_to_async(self._finish)()
+                await database(self._finish)()
             except Exception:
                 logger.exception("could not update the chat after a turn")
             self._emit(
@@ -651,7 +653,7 @@ class TurnHandle:
         text = "".join(outcome.text)
         if not text:
             return None
-        return await sync_to_async(self._store_note)(text, finish_reason, round_number)
+        return await database(self._store_note)(text, finish_reason, round_number)
 
     def _store_note(self, text: str, finish_reason: str, round_number: int) -> int:
         p = self.prepared
@@ -668,6 +670,25 @@ class TurnHandle:
     def _finish(self) -> None:
         if self.prepared.chat.pk is not None:
             Chat.objects.filter(pk=self.prepared.chat.pk).update(updated_at=timezone.now())
+
+
+def database[T](fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """Run ``fn`` (ORM work) off the event loop.
+
+    Called from a sync caller's ``async_to_sync`` (tests, management code), the work goes back to that
+    caller's thread, inside its transaction. On a server's own loop, turns run their database work in
+    parallel worker threads, each connection handed back (to the pool) as soon as the work is done.
+    """
+    if asyncio.get_running_loop() in AsyncToSync.loop_thread_executors:
+        return sync_to_async(fn)
+
+    def run(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            db_connections.close_all()
+
+    return sync_to_async(run, thread_sensitive=False)
 
 
 def _detach_from_request() -> None:

@@ -49,12 +49,15 @@ class OpenAIWire(WireServer):
         super().__init__()
         # Real OpenAI sends each call's pieces in turn; interleaving them is legal and harder to assemble.
         self.interleave_tool_calls = False
+        # Seconds before each streamed chunk (benchmarks: a provider that takes its time per token).
+        self.stream_delay = 0.0
         self.add_route("POST", "/v1/chat/completions", self._chat)
         self.add_route("GET", "/v1/models", self._models)
 
     def reset(self) -> None:
         super().reset()
         self.interleave_tool_calls = False
+        self.stream_delay = 0.0
 
     # --- routes ------------------------------------------------------------------------
 
@@ -73,7 +76,9 @@ class OpenAIWire(WireServer):
             return fail_reply(reply)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return StreamReply(200, "text/event-stream", self._chunks(reply, body["model"], include_usage))
+            return StreamReply(
+                200, "text/event-stream", self._chunks(reply, body["model"], include_usage), delay=self.stream_delay
+            )
         return JsonReply(200, self._completion(reply, body["model"]))
 
     def _models(self, request: Recorded, _: re.Match[str]) -> Reply:
