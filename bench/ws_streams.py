@@ -209,8 +209,10 @@ async def main() -> None:
         f"{statistics.median(ttfts):.1f} ms, p99 {pct(ttfts, 0.99):.1f} ms; added p50 "
         f"{statistics.median(ttfts) - own_ttft:.1f} ms"
     )
+    frames = sum(r["frames"] for r in done)
+    print(f"text frames: {frames} for {PIECES * len(done)} pieces (pieces waiting together share a frame)")
     print(
-        f"gap between tokens at the client: p50 {statistics.median(gaps):.1f} ms, p99 {pct(gaps, 0.99):.1f} ms "
+        f"gap between text frames at the client: p50 {statistics.median(gaps):.1f} ms, p99 {pct(gaps, 0.99):.1f} ms "
         f"(provider: {args.gap:g} ms)"
     )
     print(f"Daphne peak memory (VmHWM): {peak:.0f} MB")
