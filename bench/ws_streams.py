@@ -83,7 +83,8 @@ def platform(port: int):
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        # BENCH_SERVER_LOG=FILE keeps Daphne's log for a look afterwards.
+        stderr=open(os.environ["BENCH_SERVER_LOG"], "w") if os.environ.get("BENCH_SERVER_LOG") else subprocess.DEVNULL,  # noqa: SIM115
     )
     try:
         for _ in range(300):

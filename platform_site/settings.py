@@ -153,8 +153,20 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "llmp:channels"},
+            # The pub/sub layer: each process subscribes once and fans out locally. The list-based
+            # RedisChannelLayer stalled with a few dozen streaming WebSockets per process (bench/ws_streams.py),
+            # and with redis-py 8 (5 s default socket timeout, as long as its blocking pop) idle consumers died.
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 30,
+                        "max_connections": env_int("CHANNELS_REDIS_MAX_CONNECTIONS", 5000),
+                    }
+                ],
+                "prefix": "llmp:channels",
+            },
         }
     }
     CACHES = {
