@@ -72,7 +72,9 @@ async def listen_for_config_changes(host: "McpHost") -> None:
             except Exception:
                 logger.exception("reloading MCP configuration failed")
     finally:
-        try:
-            await layer.group_discard(GROUP, channel)
-        except Exception:  # shutting down; Redis may be gone
-            logger.debug("leaving %s failed", GROUP, exc_info=True)
+        # Bounded: shutting down must not wait on Redis (which may be gone).
+        for cleanup in (layer.group_discard(GROUP, channel), layer.flush()):
+            try:
+                await asyncio.wait_for(cleanup, 2)
+            except Exception:
+                logger.debug("leaving %s failed", GROUP, exc_info=True)

@@ -10,6 +10,7 @@ only the servers whose configuration changed.
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
@@ -316,7 +317,8 @@ class McpHost:
         async def close() -> None:
             if self._listener is not None:
                 self._listener.cancel()
-                await asyncio.gather(self._listener, return_exceptions=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.gather(self._listener, return_exceptions=True), 5)
             for connection in list(self.connections.values()):
                 await connection.stop()
             self.connections.clear()
