@@ -14,8 +14,10 @@ stays open), ``{"type": "pong"}`` and a first ``{"type": "ready", ...}``.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
+import uuid
 from typing import Any
 
 from channels.db import aclose_old_connections, database_sync_to_async
@@ -36,6 +38,10 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 SUBPROTOCOL = "llmp.bearer"
 MAX_BATCH = 256
+# Tabs connected to this process, by chat id. A turn's events reach them directly; the channel layer
+# carries them only to tabs on other workers (which skip frames their own process sent).
+LOCAL_TABS: dict[int, set["ChatConsumer"]] = {}
+PROCESS_ID = uuid.uuid4().hex
 # Turns running in this process, by chat id: one at a time per chat.
 ACTIVE_TURNS: dict[int, TurnHandle] = {}
 
@@ -62,6 +68,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         await self.channel_layer.group_add(group_name(self.chat_id), self.channel_name)
+        LOCAL_TABS.setdefault(self.chat_id, set()).add(self)
         await self.accept(subprotocol)
         await self._send({"type": "ready", "chat_id": self.chat_id, "turn_in_progress": self.chat_id in ACTIVE_TURNS})
 
@@ -94,6 +101,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         # Leaving does not stop a running turn: it finishes and is stored.
         if getattr(self, "user", None) is not None:
+            LOCAL_TABS.get(self.chat_id, set()).discard(self)
             await self.channel_layer.group_discard(group_name(self.chat_id), self.channel_name)
 
     # --- client frames ---------------------------------------------------------------------------
@@ -152,7 +160,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- group messages ----------------------------------------------------------------------------
 
     async def chat_event(self, message: dict[str, Any]) -> None:
-        await self._send(message["event"])
+        if message.get("origin") != PROCESS_ID:  # this process's tabs got it directly
+            await self._send(message["event"])
 
     async def chat_cancel(self, message: dict[str, Any]) -> None:
         handle = ACTIVE_TURNS.get(self.chat_id)
@@ -179,7 +188,12 @@ async def _forward(layer: Any, chat_id: int, handle: TurnHandle) -> None:
             while not queue.empty() and len(events) < MAX_BATCH:
                 events.append(queue.get_nowait())
             for frame in _merge_text(events):
-                await layer.group_send(group_name(chat_id), {"type": "chat.event", "event": frame})
+                for tab in list(LOCAL_TABS.get(chat_id, ())):
+                    with contextlib.suppress(Exception):  # a tab closing mid-send
+                        await tab._send(frame)
+                await layer.group_send(
+                    group_name(chat_id), {"type": "chat.event", "event": frame, "origin": PROCESS_ID}
+                )
             if events[-1].type == "turn_done":
                 return
     except Exception:
