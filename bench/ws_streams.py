@@ -122,9 +122,11 @@ async def provider_ttft(fake: OpenAIWire, samples: int = 20) -> float:
     return statistics.median(times)
 
 
-async def one_chat(url: str, key: str, start: asyncio.Event) -> dict:
+async def one_chat(url: str, key: str, start: asyncio.Event, handshakes: asyncio.Semaphore) -> dict:
     result = {"frames": 0, "text": "", "ttft": None, "gaps": [], "done": False, "error": None}
     try:
+        await handshakes.acquire()  # clients arrive in waves, not all in the same millisecond
+        released = False
         async with websockets.connect(
             url,
             additional_headers={"Authorization": f"Bearer {key}"},
@@ -133,6 +135,8 @@ async def one_chat(url: str, key: str, start: asyncio.Event) -> dict:
             max_queue=None,
         ) as ws:
             assert json.loads(await ws.recv())["type"] == "ready"
+            handshakes.release()
+            released = True
             await start.wait()
             sent = time.perf_counter()
             last = None
@@ -157,6 +161,8 @@ async def one_chat(url: str, key: str, start: asyncio.Event) -> dict:
                     break
     except Exception as exc:  # counted, not fatal: a benchmark reports what failed
         result["error"] = type(exc).__name__
+        if not released:
+            handshakes.release()
     return result
 
 
@@ -178,11 +184,12 @@ async def main() -> None:
     port = free_port()
     with platform(port) as process:
         start = asyncio.Event()
+        handshakes = asyncio.Semaphore(50)
         tasks = [
-            asyncio.ensure_future(one_chat(f"ws://127.0.0.1:{port}/ws/chats/{chat_id}/", key, start))
+            asyncio.ensure_future(one_chat(f"ws://127.0.0.1:{port}/ws/chats/{chat_id}/", key, start, handshakes))
             for chat_id in chat_ids
         ]
-        await asyncio.sleep(2 + args.clients / 200)  # let every client connect
+        await asyncio.sleep(2 + args.clients / 50)  # let every client connect
         started = time.perf_counter()
         start.set()
         results = await asyncio.gather(*tasks)
