@@ -33,6 +33,13 @@ def api_key_check(raw_key: str) -> ApiKey:
     return api_key
 
 
+def api_key_authenticate(raw_key: str) -> ApiKey:
+    """``api_key_check``, and the key's last use noted (at most once a minute)."""
+    api_key = api_key_check(raw_key)
+    api_key_mark_used(api_key=api_key)
+    return api_key
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
@@ -40,8 +47,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw_key = api_key_from_headers(request.headers)
         if raw_key is None:
             return None
-        api_key = api_key_check(raw_key)
-        api_key_mark_used(api_key=api_key)
+        api_key = api_key_authenticate(raw_key)
         return api_key.owner, api_key
 
     def authenticate_header(self, request: Request) -> str:

@@ -1,5 +1,8 @@
 """Reads for users and API keys, always scoped to the caller."""
 
+import time
+
+from django.conf import settings
 from django.db.models import QuerySet
 
 from platform_site.exceptions import NotFound
@@ -19,6 +22,13 @@ def api_key_get(*, key_id: int, user: User) -> ApiKey:
     return api_key
 
 
+# Every request authenticates: each process keeps a key's row (with its owner) for API_KEY_CACHE_SECONDS.
+# A save of a key or a user (revoking, limits) forgets them at once in that process; other processes follow within
+# that many seconds. Expiry is checked on every request against the kept row.
+_found: dict[str, tuple[float, ApiKey]] = {}
+_FOUND_LIMIT = 10_000
+
+
 def api_key_find(*, raw_key: str) -> ApiKey | None:
     """The key row a presented secret belongs to, or None; revoked and expired keys included."""
     parts = raw_key.split("_", 2)
@@ -26,4 +36,18 @@ def api_key_find(*, raw_key: str) -> ApiKey | None:
         return None
     # Looked up by its hash (unique index): the secret itself is never compared
     # byte by byte, so response time tells nothing about it.
-    return ApiKey.objects.select_related("owner").filter(key_hash=api_key_hash(raw_key)).first()
+    key_hash = api_key_hash(raw_key)
+    now = time.monotonic()
+    kept = _found.get(key_hash)
+    if kept is not None and now - kept[0] < settings.API_KEY_CACHE_SECONDS:
+        return kept[1]
+    api_key = ApiKey.objects.select_related("owner").filter(key_hash=key_hash).first()
+    if api_key is not None:
+        if len(_found) >= _FOUND_LIMIT:
+            _found.clear()
+        _found[key_hash] = (now, api_key)
+    return api_key
+
+
+def api_key_cache_clear() -> None:
+    _found.clear()

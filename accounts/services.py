@@ -56,7 +56,7 @@ def api_key_create(*, owner: User, name: str, expires_at: datetime | None = None
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
+        api_key.save(update_fields=["revoked_at"])  # the save drops kept lookups (accounts.apps)
     return api_key
 
 

@@ -9,6 +9,8 @@ from django.http import HttpRequest
 from django_ratelimit.core import get_usage
 from rest_framework.throttling import BaseThrottle
 
+from platform_site.exceptions import RateLimited
+
 GROUP = "api"
 
 
@@ -60,3 +62,10 @@ class _UserRequest:
 def rate_limit_hit_for_user(user: object) -> int | None:
     """Count one request for ``user`` on the shared API counter (as for a REST call)."""
     return rate_limit_hit(_UserRequest(user))  # type: ignore[arg-type]
+
+
+def rate_limit_check_user(*, user: object) -> None:
+    """Count one request for ``user`` (a turn that did not come through DRF); RateLimited when over."""
+    retry_after = rate_limit_hit_for_user(user)
+    if retry_after is not None:
+        raise RateLimited(f"Too many requests: retry in {retry_after} s.", retry_after=retry_after, code="throttled")

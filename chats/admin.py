@@ -38,6 +38,19 @@ class MessageAdmin(admin.ModelAdmin):
     search_fields = ("chat__title", "model")
     list_select_related = ("chat",)
     raw_id_fields = ("chat",)
+    # History is a record: what the model saw and said stays as it was (and is cached parsed, per process).
+    readonly_fields = (
+        "chat",
+        "position",
+        "role",
+        "content",
+        "provider",
+        "model",
+        "input_tokens",
+        "output_tokens",
+        "finish_reason",
+        "created_at",
+    )
     inlines = (ToolExecutionInline,)
 
 

@@ -3,8 +3,6 @@
 import json
 from typing import Any
 
-from adrf.views import APIView as AsyncAPIView
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import StreamingHttpResponse
@@ -16,6 +14,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiKey
+from platform_site.async_views import AsyncApiView
+from platform_site.db import run_db
+from platform_site.exceptions import Conflict
 from platform_site.pagination import paginated_response
 from providers.types import GenerationOptions
 
@@ -23,7 +24,7 @@ from .events import ErrorEvent, Event, TextDelta, ToolCallFinished, ToolCallStar
 from .models import Role
 from .selectors import chat_get, chat_list, message_list
 from .services import chat_create, chat_delete, chat_update
-from .services.engine import PreparedTurn, TurnRequest, turn_prepare, turn_start
+from .services.turns import PreparedTurn, TurnRequest, turn_cancel, turn_prepare, turn_start
 
 
 class ChatOutputSerializer(serializers.Serializer):
@@ -218,6 +219,7 @@ ERROR_STATUS = {
     "provider_rate_limited": 429,
     "provider_unavailable": 503,
     "provider_timeout": 504,
+    "storage_failed": 503,  # the body still carries the reply's text
 }
 
 
@@ -260,7 +262,7 @@ def turn_summary(events: list[Event]) -> tuple[int, dict[str, Any]]:
 
 
 async def turn_response(request: Request, prepared: PreparedTurn, stream: bool) -> HttpResponseBase:
-    handle = turn_start(prepared)
+    handle = await turn_start(prepared)
     if not stream:
         status_code, body = turn_summary(await handle.result())
         return Response(body, status=status_code)
@@ -281,7 +283,7 @@ def _wants_stream(request: Request, data: dict[str, Any]) -> bool:
     return bool(data.get("stream")) or "text/event-stream" in request.headers.get("Accept", "")
 
 
-class ChatMessagesApi(AsyncAPIView):
+class ChatMessagesApi(AsyncApiView):
     renderer_classes = [renderers.JSONRenderer, EventStreamRenderer]
 
     @extend_schema(responses=MessageOutputSerializer(many=True), operation_id="chats_messages_list")
@@ -292,7 +294,7 @@ class ChatMessagesApi(AsyncAPIView):
                 queryset=message_list(chat=chat), serializer_class=MessageOutputSerializer, request=request, view=self
             )
 
-        return await sync_to_async(page)()
+        return await run_db(page)
 
     @extend_schema(
         request=TurnInputSerializer,
@@ -310,7 +312,7 @@ class ChatMessagesApi(AsyncAPIView):
         return await turn_response(request, prepared, _wants_stream(request, serializer.validated_data))
 
 
-class ChatOneShotApi(AsyncAPIView):
+class ChatOneShotApi(AsyncApiView):
     renderer_classes = [renderers.JSONRenderer, EventStreamRenderer]
 
     @extend_schema(
@@ -329,6 +331,27 @@ class ChatOneShotApi(AsyncAPIView):
             api_key=_api_key(request),
         )
         return await turn_response(request, prepared, _wants_stream(request, serializer.validated_data))
+
+
+class CancelOutputSerializer(serializers.Serializer):
+    cancelled = serializers.BooleanField(help_text="True when a running turn was asked to stop.")
+
+    class Meta:
+        ref_name = "TurnCancel"
+
+
+class ChatCancelApi(AsyncApiView):
+    @extend_schema(
+        request=None,
+        responses={202: CancelOutputSerializer},
+        operation_id="chats_cancel",
+        description="Stop the chat's running turn, on whichever worker runs it; what it produced is kept. "
+        "409 `no_turn_in_progress` when none is running.",
+    )
+    async def post(self, request: Request, chat_id: int) -> Response:
+        if not await turn_cancel(chat_id=chat_id, user=request.user):
+            raise Conflict("No turn is running in this chat.", code="no_turn_in_progress")
+        return Response({"cancelled": True}, status=status.HTTP_202_ACCEPTED)
 
 
 def _api_key(request: Request) -> ApiKey | None:

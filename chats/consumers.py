@@ -3,7 +3,7 @@
 Every tab on a chat joins the chat's Channels group (over Redis when REDIS_URL
 is set), so all of them, in any worker, see each turn's events; a tab that
 reconnects mid-turn gets the rest and can fetch what it missed from the
-history API. One turn at a time per chat (per worker process): a message sent
+history API. One turn at a time per chat, across every worker and interface: a message sent
 while one runs gets an ``error`` frame (code ``turn_in_progress``).
 
 Client -> server: ``{"type": "message", "message", "provider"?, "model"?,
@@ -20,30 +20,26 @@ import logging
 import uuid
 from typing import Any
 
-from channels.db import aclose_old_connections, database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from rest_framework import exceptions as drf_exceptions
 
-from accounts.authentication import api_key_check
+from platform_site.db import run_db
 from platform_site.exceptions import ApplicationError
 
 from .apis import TurnInputSerializer
 from .models import Chat
-from .services.engine import TurnHandle, turn_prepare, turn_start
+from .services.turns import TurnHandle, turn_cancel, turn_prepare, turn_start
+from .services.turns.rules import chat_turn_in_progress
 
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
-SUBPROTOCOL = "llmp.bearer"
 MAX_BATCH = 256
 # Tabs connected to this process, by chat id. A turn's events reach them directly; the channel layer
 # carries them only to tabs on other workers (which skip frames their own process sent).
 LOCAL_TABS: dict[int, set["ChatConsumer"]] = {}
 PROCESS_ID = uuid.uuid4().hex
-# Turns running in this process, by chat id: one at a time per chat.
-ACTIVE_TURNS: dict[int, TurnHandle] = {}
 
 
 def group_name(chat_id: int) -> str:
@@ -52,51 +48,32 @@ def group_name(chat_id: int) -> str:
 
 class ChatConsumer(AsyncWebsocketConsumer):
     chat_id: int
-    user: Any
+    user: Any = None
     api_key: Any = None
 
     async def connect(self) -> None:
-        await aclose_old_connections()
         self.chat_id = int(self.scope["url_route"]["kwargs"]["chat_id"])
-        subprotocol = await self._authenticate()
-        if self.user is None:
-            await self.accept()
+        # ApiKeyAuthMiddleware (accounts.channels_auth) set the user: by API key, else the session's.
+        user = self.scope.get("user")
+        subprotocol = self.scope.get("auth_subprotocol")
+        if user is None or not user.is_authenticated:
+            await self.accept(subprotocol)
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        if not await database_sync_to_async(Chat.objects.filter(pk=self.chat_id, owner=self.user).exists)():
+        chat = await run_db(
+            lambda: Chat.objects.filter(pk=self.chat_id, owner=user).only("turn_id", "turn_lease_until").first()
+        )
+        if chat is None:
             await self.accept(subprotocol)
             await self.close(code=CLOSE_NOT_FOUND)
             return
+        self.user, self.api_key = user, self.scope.get("api_key")
         await self.channel_layer.group_add(group_name(self.chat_id), self.channel_name)
         LOCAL_TABS.setdefault(self.chat_id, set()).add(self)
         await self.accept(subprotocol)
-        await self._send({"type": "ready", "chat_id": self.chat_id, "turn_in_progress": self.chat_id in ACTIVE_TURNS})
-
-    async def _authenticate(self) -> str | None:
-        """The session user, or an API key from the Authorization header or the subprotocol."""
-        self.user = None
-        raw_key, subprotocol = None, None
-        headers = {name.decode().lower(): value.decode() for name, value in self.scope.get("headers", [])}
-        scheme, _, value = headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and value:
-            raw_key = value.strip()
-        offered = list(self.scope.get("subprotocols") or [])
-        if SUBPROTOCOL in offered:
-            # Browsers cannot set headers on a WebSocket: ["llmp.bearer", "<key>"] carries the key instead.
-            others = [protocol for protocol in offered if protocol != SUBPROTOCOL]
-            raw_key = raw_key or (others[0] if others else None)
-            subprotocol = SUBPROTOCOL
-        if raw_key:
-            try:
-                self.api_key = await database_sync_to_async(api_key_check)(raw_key)
-            except drf_exceptions.AuthenticationFailed:
-                return subprotocol
-            self.user = self.api_key.owner
-            return subprotocol
-        user = self.scope.get("user")
-        if user is not None and user.is_authenticated:
-            self.user = user
-        return subprotocol
+        await self._send(
+            {"type": "ready", "chat_id": self.chat_id, "turn_in_progress": chat_turn_in_progress(chat=chat)}
+        )
 
     async def disconnect(self, code: int) -> None:
         # Leaving does not stop a running turn: it finishes and is stored.
@@ -125,22 +102,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if kind == "ping":
             await self._send({"type": "pong"})
         elif kind == "cancel":
-            await self.channel_layer.group_send(group_name(self.chat_id), {"type": "chat.cancel"})
+            await turn_cancel(chat_id=self.chat_id, user=self.user)
         elif kind == "message":
             await self._start_turn(frame)
         else:
             await self._error("unknown_type", f"Unknown frame type {kind!r}: use message, cancel or ping.")
 
     async def _start_turn(self, frame: dict[str, Any]) -> None:
-        if self.chat_id in ACTIVE_TURNS:
-            await self._error("turn_in_progress", "A reply is still being written in this chat; wait or cancel it.")
-            return
         serializer = TurnInputSerializer(data={key: value for key, value in frame.items() if key != "type"})
         if not serializer.is_valid():
             first = next(iter(serializer.errors.items()))
             await self._error("invalid", f"{first[0]}: {first[1][0]}", details=serializer.errors)
             return
-        await aclose_old_connections()
         try:
             prepared = await turn_prepare(
                 user=self.user,
@@ -149,12 +122,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 api_key=self.api_key,
                 count_request=True,
             )
+            handle = await turn_start(prepared)
         except ApplicationError as exc:
             extra = {"retry_after": exc.retry_after} if hasattr(exc, "retry_after") else {}
             await self._error(exc.code, exc.message, details=exc.details, **extra)
             return
-        handle = turn_start(prepared)
-        ACTIVE_TURNS[self.chat_id] = handle
         asyncio.get_running_loop().create_task(_forward(self.channel_layer, self.chat_id, handle))
 
     # --- group messages ----------------------------------------------------------------------------
@@ -162,11 +134,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def chat_event(self, message: dict[str, Any]) -> None:
         if message.get("origin") != PROCESS_ID:  # this process's tabs got it directly
             await self._send(message["event"])
-
-    async def chat_cancel(self, message: dict[str, Any]) -> None:
-        handle = ACTIVE_TURNS.get(self.chat_id)
-        if handle is not None:
-            handle.cancel()
 
     async def _send(self, data: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(data, default=str))
@@ -191,16 +158,16 @@ async def _forward(layer: Any, chat_id: int, handle: TurnHandle) -> None:
                 for tab in list(LOCAL_TABS.get(chat_id, ())):
                     with contextlib.suppress(Exception):  # a tab closing mid-send
                         await tab._send(frame)
-                await layer.group_send(
-                    group_name(chat_id), {"type": "chat.event", "event": frame, "origin": PROCESS_ID}
-                )
+                try:
+                    await layer.group_send(
+                        group_name(chat_id), {"type": "chat.event", "event": frame, "origin": PROCESS_ID}
+                    )
+                except Exception:  # the layer (Redis) is away: tabs here still get every event
+                    logger.warning("chat %s: could not reach tabs on other workers", chat_id, exc_info=True)
             if events[-1].type == "turn_done":
                 return
     except Exception:
         logger.exception("forwarding chat %s events failed", chat_id)
-    finally:
-        if ACTIVE_TURNS.get(chat_id) is handle:
-            del ACTIVE_TURNS[chat_id]
 
 
 def _merge_text(events: list[Any]) -> list[dict[str, Any]]:

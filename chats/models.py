@@ -24,6 +24,11 @@ class Chat(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The running turn, if any: one at a time per chat, held here so every worker sees it. The lease is
+    # renewed while the turn runs; a turn whose worker died frees the chat when its lease runs out.
+    turn_id = models.CharField(max_length=32, blank=True, editable=False)
+    turn_owner = models.CharField(max_length=200, blank=True, editable=False, help_text="Channel of its worker.")
+    turn_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-updated_at", "-id"]

@@ -1,19 +1,19 @@
 """REST views of the MCP host: status, servers, tools, direct tool calls, resources and prompts.
 
 Everything here talks to this worker's host (network or subprocess I/O), so the
-views are async (adrf). Configuration is never written through the API: servers
+views are async (platform_site.async_views). Configuration is never written through the API: servers
 are configured by staff in admin, and no command line is ever accepted here.
 """
 
 from typing import Any
 
-from adrf.views import APIView
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from platform_site.async_views import AsyncApiView as APIView
 from platform_site.exceptions import NotFound, ValidationFailed
 
 from .results import ToolInfo

@@ -17,9 +17,9 @@ import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections, connections
+
+from platform_site.db import run_db
 
 from .config import ServerSpec
 from .connection import ServerConnection, ServerUnavailable, describe, open_transport
@@ -91,12 +91,7 @@ class McpHost:
 
     @staticmethod
     def _read_specs() -> list[ServerSpec]:
-        # Runs in a worker thread of its own: close its connection so none is left behind.
-        close_old_connections()
-        try:
-            return [ServerSpec.from_row(row) for row in McpServer.objects.all()]
-        finally:
-            connections.close_all()
+        return [ServerSpec.from_row(row) for row in McpServer.objects.all()]
 
     async def _ensure_started(self) -> None:
         if self._started:
@@ -104,7 +99,7 @@ class McpHost:
         async with self._start_lock:
             if self._started:
                 return
-            await self._apply(await sync_to_async(self._read_specs, thread_sensitive=False)())
+            await self._apply(await run_db(self._read_specs))
             if self._listen_for_changes:
                 from .broadcast import listen_for_config_changes
 
@@ -165,7 +160,7 @@ class McpHost:
 
         async def reload() -> list[str]:
             await self._ensure_started()
-            return await self._apply(await sync_to_async(self._read_specs, thread_sensitive=False)())
+            return await self._apply(await run_db(self._read_specs))
 
         return await self._run(reload())
 
@@ -177,6 +172,11 @@ class McpHost:
             return await self._apply(specs)
 
         return await self._run(configure())
+
+    def start(self) -> None:
+        """Start connecting every configured server now, without waiting (process start-up)."""
+        future = asyncio.run_coroutine_threadsafe(self._ensure_started(), self._loop)
+        future.add_done_callback(_log_start_failure)
 
     def request_reload(self) -> concurrent.futures.Future[list[str]]:
         """Schedule a reload without waiting for it (safe from any thread)."""
@@ -359,6 +359,11 @@ class McpHost:
         self._run_sync(self.await_ready(seconds))
 
 
+def _log_start_failure(future: concurrent.futures.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("MCP host: reading the server configuration failed", exc_info=future.exception())
+
+
 def _ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
 
@@ -375,6 +380,12 @@ def get_host() -> McpHost:
             if _host is None:
                 _host = McpHost()
     return _host
+
+
+def host_start_at_boot() -> None:
+    """A web or worker process starts: connect the MCP servers now, not on the first request."""
+    if settings.MCP_CONNECT_AT_START:
+        get_host().start()
 
 
 def current_host() -> McpHost | None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from mcp import MCPError
 
+from platform_site.db import run_db
 from platform_site.exceptions import NotFound, ServiceUnavailable, UpstreamError, ValidationFailed
 
 from .connection import ServerUnavailable
@@ -35,8 +36,19 @@ def _unavailable(status: ServerStatus) -> ServiceUnavailable:
     )
 
 
+def mcp_servers_resolve(*, names: list[str]) -> list[McpServer]:
+    """The rows for ``names``, or ValidationFailed ``unknown_mcp_server`` naming those that do not exist."""
+    servers = list(McpServer.objects.filter(name__in=names))
+    missing = sorted(set(names) - {server.name for server in servers})
+    if missing:
+        raise ValidationFailed(
+            f"Unknown MCP server(s): {', '.join(missing)}.", code="unknown_mcp_server", details={"mcp_servers": missing}
+        )
+    return servers
+
+
 async def mcp_server_views() -> list[ServerView]:
-    rows = {row.name: row async for row in McpServer.objects.all()}
+    rows = await run_db(lambda: {row.name: row for row in McpServer.objects.all()})
     statuses = {status.name: status for status in await get_host().astatuses()}
     return [
         ServerView(server=row, status=statuses.get(name) or ServerStatus(name=name, status="connecting"))
@@ -45,7 +57,7 @@ async def mcp_server_views() -> list[ServerView]:
 
 
 async def mcp_server_view(*, name: str) -> ServerView:
-    row = await McpServer.objects.filter(name=name).afirst()
+    row = await run_db(lambda: McpServer.objects.filter(name=name).first())
     if row is None:
         raise NotFound(f"Unknown MCP server {name!r}.", code="unknown_mcp_server")
     statuses = {status.name: status for status in await get_host().astatuses()}
@@ -102,5 +114,6 @@ __all__ = [
     "mcp_request",
     "mcp_server_view",
     "mcp_server_views",
+    "mcp_servers_resolve",
     "mcp_tools",
 ]

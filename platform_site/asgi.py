@@ -13,11 +13,18 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from accounts.channels_auth import ApiKeyAuthMiddleware  # noqa: E402
 from chats.routing import websocket_urlpatterns  # noqa: E402
+from mcp_servers.host import host_start_at_boot  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(ApiKeyAuthMiddleware(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )
+
+# Each web process (one per core in production) connects its MCP servers now, in the host's own thread.
+host_start_at_boot()

@@ -84,7 +84,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "platform_site.middleware.StaticFilesMiddleware",  # WhiteNoise, for STATIC_URL only
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -144,6 +144,8 @@ elif _db["ENGINE"] == "django.db.backends.sqlite3":
     _db.setdefault("TEST", {"NAME": str(BASE_DIR / f"test-db-{os.getpid()}.sqlite3")})
 
 DATABASES = {"default": _db}
+# Threads that run async code's ORM work (platform_site.db); each holds a connection only while it works.
+DATABASE_THREADS = env_int("DATABASE_THREADS", 8)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer, cache (rate limits), Celery --------------------------
@@ -233,6 +235,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# A process keeps an API key's lookup this long: a revoked key stops working within this many seconds.
+API_KEY_CACHE_SECONDS = env_float("API_KEY_CACHE_SECONDS", 5)
+
 # API keys older than this many days past expiry or revocation are deleted by
 # the periodic purge task.
 API_KEY_PURGE_AFTER_DAYS = env_int("API_KEY_PURGE_AFTER_DAYS", 30)
@@ -282,6 +287,8 @@ PROVIDER_MAX_RETRIES = env_int("PROVIDER_MAX_RETRIES", 2)
 PROVIDER_RETRY_BASE_DELAY = env_float("PROVIDER_RETRY_BASE_DELAY", 0.5)
 PROVIDER_RETRY_MAX_DELAY = env_float("PROVIDER_RETRY_MAX_DELAY", 20)
 PROVIDER_MODELS_CACHE_SECONDS = env_float("PROVIDER_MODELS_CACHE_SECONDS", 300)
+# How long a process keeps provider and model rows; an edit in this process clears them at once.
+CONFIG_CACHE_SECONDS = env_float("CONFIG_CACHE_SECONDS", 5)
 
 # --- Chat engine ------------------------------------------------------------------
 
@@ -291,6 +298,8 @@ CHAT_MAX_TOOL_ARGUMENT_BYTES = env_int("CHAT_MAX_TOOL_ARGUMENT_BYTES", 64 * 1024
 CHAT_MAX_TOOL_RESULT_CHARS = env_int("CHAT_MAX_TOOL_RESULT_CHARS", 100_000)
 CHAT_SSE_HEARTBEAT_SECONDS = env_float("CHAT_SSE_HEARTBEAT_SECONDS", 15)
 CHAT_WS_MAX_FRAME_BYTES = env_int("CHAT_WS_MAX_FRAME_BYTES", 512 * 1024)
+# A running turn holds its chat for this long, renewed while it runs: a worker that dies frees it after this.
+CHAT_TURN_LEASE_SECONDS = env_float("CHAT_TURN_LEASE_SECONDS", 60)
 
 # --- MCP host -------------------------------------------------------------------
 
@@ -304,6 +313,8 @@ MCP_WORKSPACE_DIR = os.environ.get("MCP_WORKSPACE_DIR", str(BASE_DIR / "workspac
 MCP_PROTOCOL_MODE = os.environ.get("MCP_PROTOCOL_MODE", "auto")
 if MCP_PROTOCOL_MODE not in ("auto", "legacy"):
     raise ImproperlyConfigured("MCP_PROTOCOL_MODE must be 'auto' or 'legacy'")
+# Web and Celery worker processes connect every MCP server as they start (not on the first request).
+MCP_CONNECT_AT_START = env_bool("MCP_CONNECT_AT_START", True)
 # How long a request waits for servers that are still making their first connection.
 MCP_READY_WAIT = env_float("MCP_READY_WAIT", 5)
 

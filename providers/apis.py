@@ -1,15 +1,16 @@
 """REST views of providers: the list, each one's models, and a live health check.
 
 Model lists and health checks talk to the provider over the network, so those
-views are async (adrf): no worker thread waits on a provider.
+views are async (platform_site.async_views): no worker thread waits on a provider.
 """
 
-from adrf.views import APIView as AsyncAPIView
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from platform_site.async_views import AsyncApiView as AsyncAPIView
 
 from .registry import adapter_class, provider_base_url, provider_is_configured, public_url
 from .selectors import aprovider_get, provider_health, provider_list, provider_models

@@ -1,10 +1,18 @@
-"""Reads of providers: rows, their live model lists merged with admin rows, and health."""
+"""Reads of providers: rows, their live model lists merged with admin rows, and health.
 
+Provider and model rows change only in admin, yet every turn reads them: each
+process keeps them for ``CONFIG_CACHE_SECONDS``, and a save or delete in this
+process clears its copy at once (``providers.apps``).
+"""
+
+import time
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db.models import OuterRef, QuerySet, Subquery
 
-from platform_site.exceptions import NotFound
+from platform_site.db import run_db
+from platform_site.exceptions import NotFound, ValidationFailed
 
 from .errors import ProviderError
 from .models import Provider, ProviderHealthSnapshot, ProviderModel
@@ -17,6 +25,60 @@ def provider_list() -> list[Provider]:
     return list(Provider.objects.all())
 
 
+_rows: dict[str, tuple[float, Provider | None, dict[str, ProviderModel]]] = {}
+
+
+def provider_cache_clear() -> None:
+    _rows.clear()
+
+
+def _provider_cached(name: str) -> tuple[Provider | None, dict[str, ProviderModel]]:
+    now = time.monotonic()
+    entry = _rows.get(name)
+    if entry is None or now - entry[0] > settings.CONFIG_CACHE_SECONDS:
+        provider = Provider.objects.filter(name=name).first()
+        models = {row.model_id: row for row in ProviderModel.objects.filter(provider=provider)} if provider else {}
+        entry = _rows[name] = (now, provider, models)
+    return entry[1], entry[2]
+
+
+def provider_resolve(*, name: str) -> Provider:
+    """The provider named ``name`` (any state), or ValidationFailed ``unknown_provider``."""
+    provider, _models = _provider_cached(name)
+    if provider is None:
+        raise ValidationFailed(f"Unknown provider {name!r}.", code="unknown_provider", details={"provider": [name]})
+    return provider
+
+
+def provider_for_turn(*, name: str, model: str) -> tuple[Provider, ProviderModel | None]:
+    """An enabled, configured provider and its admin row for ``model`` (if any), or ValidationFailed."""
+    provider = provider_resolve(name=name)
+    if not provider.enabled:
+        raise ValidationFailed(f"Provider {name!r} is disabled.", code="provider_disabled")
+    if not provider_is_configured(provider):
+        raise ValidationFailed(
+            f"Provider {name!r} is not configured: no API key in the environment.", code="provider_not_configured"
+        )
+    row = _provider_cached(name)[1].get(model)
+    if row is not None and not row.enabled:
+        raise ValidationFailed(f"Model {model!r} is disabled on {name!r}.", code="model_disabled")
+    return provider, row
+
+
+async def provider_check_model(*, provider: Provider, model: str) -> None:
+    """Reject a model the provider does not list; if the list cannot be read, let the provider decide."""
+    try:
+        models = await adapter_for(provider).list_models()
+    except ProviderError:
+        return
+    known = {info.id for info in models}
+    # Ollama resolves a name without a tag to ":latest".
+    if models and model not in known and f"{model}:latest" not in known:
+        raise ValidationFailed(
+            f"Unknown model {model!r} for provider {provider.name!r}.", code="unknown_model", details={"model": [model]}
+        )
+
+
 def provider_get(*, name: str) -> Provider:
     provider = Provider.objects.filter(name=name).first()
     if provider is None:
@@ -25,10 +87,7 @@ def provider_get(*, name: str) -> Provider:
 
 
 async def aprovider_get(*, name: str) -> Provider:
-    provider = await Provider.objects.filter(name=name).afirst()
-    if provider is None:
-        raise NotFound(f"Unknown provider {name!r}.", code="unknown_provider")
-    return provider
+    return await run_db(provider_get, name=name)
 
 
 @dataclass(frozen=True)
@@ -41,7 +100,7 @@ class ModelListing:
 
 async def provider_models(*, provider: Provider) -> ModelListing:
     """The provider's own list (cached per process) merged with admin rows; disabled rows hide a model."""
-    rows = {row.model_id: row async for row in ProviderModel.objects.filter(provider=provider)}
+    rows = await run_db(lambda: {row.model_id: row for row in ProviderModel.objects.filter(provider=provider)})
     live: list[ModelInfo] = []
     error = None
     if provider_is_configured(provider):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The newcomer's entry point: `scripts/dev.sh run|test|lint|setup`.
+# The newcomer's entry point: `scripts/dev.sh run|serve|test|lint|setup`.
 # Finds a Python 3.12+ interpreter, keeps .venv in step with requirements.txt,
 # then runs the platform, the test suite or the linters.
 set -euo pipefail
@@ -65,6 +65,13 @@ case "$cmd" in
     echo "API docs: http://$host:$port/api/docs/"
     exec "$VENV/bin/daphne" -b "$host" -p "$port" platform_site.asgi:application
     ;;
+  serve)
+    # The production web command: uvicorn (uvloop, httptools), one process per core (WEB_CONCURRENCY).
+    setup
+    exec "$VENV/bin/uvicorn" platform_site.asgi:application \
+      --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}" --workers "${WEB_CONCURRENCY:-$(nproc)}" \
+      --loop uvloop --http httptools --ws websockets --lifespan off --no-access-log --proxy-headers
+    ;;
   test)
     setup
     exec "$VENV/bin/python" -m pytest "$@"
@@ -75,7 +82,7 @@ case "$cmd" in
     "$VENV/bin/ruff" format --check .
     ;;
   *)
-    echo "usage: scripts/dev.sh run|test|lint|setup [pytest args]" >&2
+    echo "usage: scripts/dev.sh run|serve|test|lint|setup [pytest args]" >&2
     exit 2
     ;;
 esac

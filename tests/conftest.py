@@ -10,14 +10,22 @@ from pathlib import Path
 
 import pytest
 from asgiref.sync import SyncToAsync
+from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.db import connections
 from django.test.utils import override_settings
 from rest_framework.test import APIClient
 
+from accounts.selectors import api_key_cache_clear
 from accounts.services import api_key_create
+from platform_site.db import close_db_threads, run_db_in_caller_thread
+from providers.selectors import provider_cache_clear
 
 from .factories import UserFactory
+
+# In this process MCP hosts start per test (they read the test's rows), not when platform_site.asgi is
+# imported at collection time. Server processes the tests start do connect at boot, as in production.
+django_settings.MCP_CONNECT_AT_START = False
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +36,7 @@ def django_db_setup(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         # asgiref runs async tests' ORM calls in its own thread: close the connections held there too.
         SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+        close_db_threads()
         for connection in connections.all():
             if getattr(connection, "pool", None) is not None:
                 connection.close_pool()
@@ -42,10 +51,26 @@ def _fast_password_hashing():
 
 @pytest.fixture(autouse=True)
 def _clean_cache():
-    # The cache is Redis in CI and holds rate-limit counters: start each test at zero.
+    # The cache is Redis in CI and holds rate-limit counters: start each test at zero. Each process
+    # also keeps API-key lookups and provider rows for a few seconds: tests change them at will.
     cache.clear()
+    api_key_cache_clear()
+    provider_cache_clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _database_threads(request):
+    """Where async code's ORM work runs: in the test's transaction (plain django_db), else in db threads."""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = "transactional_db" in request.fixturenames or (
+        marker is not None and bool(marker.kwargs.get("transaction") or (marker.args and marker.args[0]))
+    )
+    uses_db = marker is not None or "db" in request.fixturenames
+    run_db_in_caller_thread(uses_db and not transactional)
+    yield
+    run_db_in_caller_thread(False)
 
 
 @pytest.fixture
@@ -194,6 +219,12 @@ def _database_url() -> str:
     return f"postgres://{settings_dict['USER']}{password}@{host}:{port}/{settings_dict['NAME']}"
 
 
+class LiveUrl(str):
+    """The base URL of a live server, with the server's process id."""
+
+    pid: int
+
+
 @contextlib.contextmanager
 def platform_process(**env: str):
     """Daphne serving the platform on a free port, on the test database (use with transaction=True)."""
@@ -234,7 +265,9 @@ def platform_process(**env: str):
             if time.monotonic() > deadline:
                 raise RuntimeError("daphne did not start")
             time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        url = LiveUrl(f"http://127.0.0.1:{port}")
+        url.pid = process.pid
+        yield url
     finally:
         process.terminate()
         try:

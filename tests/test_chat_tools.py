@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 
 from chats.events import ErrorEvent, ToolCallFinished, ToolCallStarted, TurnDone
 from chats.models import Message, ToolExecution
-from chats.services.engine import TurnRequest, turn_prepare, turn_start
+from chats.services.turns import TurnRequest, turn_prepare, turn_start
 from mcp_servers.host import get_host
 from mcp_servers.models import McpServer
 from providers.models import Provider, ProviderModel
@@ -253,7 +253,7 @@ async def _prepare(user, chat, message="Go"):
 async def test_cancel_stops_the_turn_and_keeps_a_valid_history(user, providers, test_server):
     chat = await ChatFactory._meta.model.objects.acreate(owner=user, title="t")
     providers["openai"].push(Turn(text="Working on it.", tool_calls=[ToolCallSpec("test__slow", {"seconds": 8})]))
-    handle = turn_start(await _prepare(user, chat))
+    handle = await turn_start(await _prepare(user, chat))
 
     events = []
     async for event in handle.events():
@@ -276,7 +276,7 @@ async def test_a_turn_nobody_listens_to_still_finishes_and_is_stored(user, provi
     chat = await ChatFactory._meta.model.objects.acreate(owner=user, title="t")
     providers["openai"].push(Turn(tool_calls=[ToolCallSpec("test__slow", {"seconds": 0.3})]), Turn(text="Finished."))
 
-    handle = turn_start(await _prepare(user, chat))
+    handle = await turn_start(await _prepare(user, chat))
     del handle  # the client went away: no consumer, no reference held by the caller
     for _ in range(100):
         await asyncio.sleep(0.05)
@@ -297,7 +297,7 @@ async def test_partial_text_is_kept_when_cancelled_while_streaming(user, provide
             chat_id=chat.pk,
             request=TurnRequest(message="Go", provider="ollama", model=MODELS["ollama"], tools=False),
         )
-        handle = turn_start(prepared)
+        handle = await turn_start(prepared)
         events = []
         async for event in handle.events():
             events.append(event)

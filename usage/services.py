@@ -1,12 +1,43 @@
-"""Writes of usage: the daily rollup of UsageRecord into UsageDaily."""
+"""Writes of usage: one UsageRecord per provider call, and the daily rollup of them into UsageDaily."""
 
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
 
 from .models import UsageDaily, UsageRecord, UsageRollup
 from .selectors import TOTALS
+
+
+def usage_record_create(
+    *,
+    user_id: int,
+    api_key_id: int | None,
+    chat_id: int | None,
+    provider: str,
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    cached_tokens: int,
+    reasoning_tokens: int,
+    cost: Decimal,
+    latency_ms: int,
+) -> UsageRecord:
+    """Store one provider call's usage (append-only; the caller's transaction, if any, holds it)."""
+    return UsageRecord.objects.create(
+        user_id=user_id,
+        api_key_id=api_key_id,
+        chat_id=chat_id,
+        provider=provider,
+        model=model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_tokens=cached_tokens,
+        reasoning_tokens=reasoning_tokens,
+        cost=cost,
+        latency_ms=latency_ms,
+    )
 
 
 def utc_midnight(day: date) -> datetime:

@@ -1,4 +1,4 @@
-"""Writes of chats: the chat records themselves (chats.py) and turns of conversation (engine.py)."""
+"""Writes of chats: the chat records themselves (chats.py) and turns of conversation (turns/)."""
 
 from .chats import chat_create, chat_delete, chat_update
 

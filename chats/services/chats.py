@@ -6,43 +6,9 @@ from django.db import transaction
 
 from accounts.models import User
 from chats.models import Chat
-from mcp_servers.models import McpServer
-from platform_site.exceptions import ValidationFailed
-from prompts.models import SystemPrompt
-from prompts.selectors import prompt_list
-from providers.models import Provider
-
-
-def _resolve_provider(name: str | None) -> Provider | None:
-    if not name:
-        return None
-    provider = Provider.objects.filter(name=name).first()
-    if provider is None:
-        raise ValidationFailed(f"Unknown provider {name!r}.", code="unknown_provider", details={"provider": [name]})
-    return provider
-
-
-def _resolve_prompt(prompt_id: int | None, user: User) -> SystemPrompt | None:
-    if prompt_id is None:
-        return None
-    prompt = prompt_list(user=user).filter(pk=prompt_id).first()
-    if prompt is None:
-        raise ValidationFailed(
-            f"System prompt {prompt_id} not found.",
-            code="unknown_system_prompt",
-            details={"system_prompt_id": [prompt_id]},
-        )
-    return prompt
-
-
-def _resolve_servers(names: list[str]) -> list[McpServer]:
-    servers = list(McpServer.objects.filter(name__in=names))
-    missing = sorted(set(names) - {server.name for server in servers})
-    if missing:
-        raise ValidationFailed(
-            f"Unknown MCP server(s): {', '.join(missing)}.", code="unknown_mcp_server", details={"mcp_servers": missing}
-        )
-    return servers
+from mcp_servers.selectors import mcp_servers_resolve
+from prompts.selectors import prompt_resolve
+from providers.selectors import provider_resolve
 
 
 @transaction.atomic
@@ -58,12 +24,12 @@ def chat_create(
     chat = Chat.objects.create(
         owner=owner,
         title=title,
-        provider=_resolve_provider(provider),
+        provider=provider_resolve(name=provider) if provider else None,
         model=model,
-        system_prompt=_resolve_prompt(system_prompt_id, owner),
+        system_prompt=prompt_resolve(prompt_id=system_prompt_id, user=owner) if system_prompt_id is not None else None,
     )
     if mcp_servers:
-        chat.mcp_servers.set(_resolve_servers(mcp_servers))
+        chat.mcp_servers.set(mcp_servers_resolve(names=mcp_servers))
     return chat
 
 
@@ -74,16 +40,17 @@ def chat_update(*, chat: Chat, data: dict[str, Any]) -> Chat:
         chat.title = data["title"]
         fields.append("title")
     if "provider" in data:
-        chat.provider = _resolve_provider(data["provider"])
+        chat.provider = provider_resolve(name=data["provider"]) if data["provider"] else None
         fields.append("provider")
     if "model" in data:
         chat.model = data["model"]
         fields.append("model")
     if "system_prompt_id" in data:
-        chat.system_prompt = _resolve_prompt(data["system_prompt_id"], chat.owner)
+        prompt_id = data["system_prompt_id"]
+        chat.system_prompt = prompt_resolve(prompt_id=prompt_id, user=chat.owner) if prompt_id is not None else None
         fields.append("system_prompt")
     if "mcp_servers" in data:
-        chat.mcp_servers.set(_resolve_servers(data["mcp_servers"] or []))
+        chat.mcp_servers.set(mcp_servers_resolve(names=data["mcp_servers"] or []))
     chat.save(update_fields=[*fields, "updated_at"])
     return chat
 

@@ -1,4 +1,7 @@
-"""Per-user limits checked before a turn calls any provider: request rate, tokens per minute, monthly budget."""
+"""Per-user usage limits checked before a turn calls any provider: tokens per minute and the monthly budget.
+
+(The request rate is the API's own throttle: ``accounts.throttling``.)
+"""
 
 import time
 from datetime import UTC, datetime, timedelta
@@ -8,21 +11,15 @@ from django.core.cache import cache
 from django.db.models import Sum
 
 from accounts.models import User
-from accounts.throttling import rate_limit_hit_for_user
 from platform_site.exceptions import RateLimited
-from usage.models import UsageRecord
+
+from .models import UsageRecord
 
 TPM_WINDOW = 60
 
 
 def _tpm_key(user_id: int, window: int) -> str:
     return f"tpm:{user_id}:{window}"
-
-
-def limits_check_request_rate(*, user: User) -> None:
-    retry_after = rate_limit_hit_for_user(user)
-    if retry_after is not None:
-        raise RateLimited(f"Too many requests: retry in {retry_after} s.", retry_after=retry_after, code="throttled")
 
 
 def limits_check_tokens(*, user: User) -> None:

@@ -1,0 +1,49 @@
+"""WebSocket authentication by API key, as Channels middleware over the same checks as the REST API.
+
+The key comes from ``Authorization: Bearer <key>``, or, since browsers cannot
+set headers on a WebSocket, from the subprotocols ``["llmp.bearer", "<key>"]``.
+A valid key sets ``scope["user"]`` and ``scope["api_key"]``; an invalid one
+leaves an anonymous user (the consumer closes with 4401). Without a key the
+session user from ``AuthMiddlewareStack`` stands. The subprotocol to accept
+is left in ``scope["auth_subprotocol"]``.
+"""
+
+from typing import Any
+
+from channels.middleware import BaseMiddleware
+from django.contrib.auth.models import AnonymousUser
+from rest_framework import exceptions
+
+from platform_site.db import run_db
+
+from .authentication import api_key_authenticate, api_key_from_headers
+
+SUBPROTOCOL = "llmp.bearer"
+
+
+def _key_from_scope(scope: dict[str, Any]) -> tuple[str | None, str | None]:
+    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope.get("headers", [])}
+    raw_key = api_key_from_headers(headers)
+    subprotocol = None
+    offered = list(scope.get("subprotocols") or [])
+    if SUBPROTOCOL in offered:
+        others = [protocol for protocol in offered if protocol != SUBPROTOCOL]
+        raw_key = raw_key or (others[0] if others else None)
+        subprotocol = SUBPROTOCOL
+    return raw_key, subprotocol
+
+
+class ApiKeyAuthMiddleware(BaseMiddleware):
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        scope = dict(scope)
+        raw_key, subprotocol = _key_from_scope(scope)
+        scope["auth_subprotocol"] = subprotocol
+        scope["api_key"] = None
+        if raw_key:
+            try:
+                api_key = await run_db(api_key_authenticate, raw_key)
+            except exceptions.AuthenticationFailed:
+                scope["user"] = AnonymousUser()
+            else:
+                scope["user"], scope["api_key"] = api_key.owner, api_key
+        return await super().__call__(scope, receive, send)

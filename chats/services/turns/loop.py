@@ -1,0 +1,409 @@
+"""The turn loop: stream the model, run the round's tool calls concurrently, repeat; emit typed events.
+
+``turn_start`` takes the chat and stores the user message (so a busy chat is a
+409 before anything streams), then runs the turn as a task of its own: it
+outlives the request that began it, and ``cancel()`` (or a cancel from another
+worker) stops it, keeping what was produced. Interfaces subscribe to its
+events. A write that fails is retried once; then the turn ends with a
+``storage_failed`` error, and the client has the text it was sent.
+"""
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError
+
+from mcp_servers.host import get_host
+from mcp_servers.results import ToolInfo, ToolResult
+from platform_site.db import run_db
+from providers.base import ProviderAdapter
+from providers.errors import ProviderError
+from providers.registry import adapter_for
+from providers.types import FinishEvent, Message, ToolCallBlock, ToolSpec, Usage
+from providers.types import TextDelta as ProviderTextDelta
+from providers.types import ThinkingDelta as ProviderThinkingDelta
+
+from ...events import (
+    ErrorEvent,
+    Event,
+    MessageDone,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+    TurnDone,
+    TurnStarted,
+    UsageReport,
+)
+from .history import TurnStore, truncate
+from .prepare import PreparedTurn
+from .rules import turn_owner_name, turn_register, turn_unregister
+
+logger = logging.getLogger(__name__)
+
+# Turns run as tasks of their own; keep references so they finish even when nobody listens.
+_RUNNING: set[asyncio.Task[None]] = set()
+
+
+class StorageFailed(Exception):
+    """A write failed twice: the turn ends, and says so."""
+
+
+@dataclass
+class _Round:
+    finish: FinishEvent | None = None
+    text: list[str] = field(default_factory=list)
+    error: ProviderError | None = None
+    cancelled: bool = False
+    latency_ms: int = 0
+
+
+async def turn_start(prepared: PreparedTurn) -> "TurnHandle":
+    """Take the chat, store the user message and start the turn; TurnInProgress if the chat is busy."""
+    store = TurnStore(prepared, turn_id=uuid.uuid4().hex, owner=await turn_owner_name())
+    history, user_message_id = await run_db(store.start)
+    return TurnHandle(prepared, store, history, user_message_id)
+
+
+class TurnHandle:
+    """One running turn. ``subscribe()`` gives a queue of its events (with those already sent replayed)."""
+
+    def __init__(self, prepared: PreparedTurn, store: TurnStore, history: list[Message], user_message_id: int) -> None:
+        self.prepared = prepared
+        self.store = store
+        self.chat_id: int = prepared.chat.pk
+        self.turn_id = store.turn_id
+        self.sent: list[Event] = []
+        self.done = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+        self._subscribers: list[asyncio.Queue[Event]] = []
+        self._cancel = asyncio.Event()
+        self._usage = Usage()
+        self._cost = Decimal(0)
+        turn_register(self)
+        self.task = self.loop.create_task(self._run(history, user_message_id), name=f"turn:{self.chat_id}")
+        _RUNNING.add(self.task)
+        self.task.add_done_callback(_RUNNING.discard)
+
+    # --- listeners -------------------------------------------------------------------------
+
+    def subscribe(self) -> asyncio.Queue[Event]:
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        for event in self.sent:
+            queue.put_nowait(event)
+        self._subscribers.append(queue)
+        return queue
+
+    async def events(self, heartbeat: float | None = None) -> AsyncIterator[Event | None]:
+        """Events until turn_done; ``None`` every ``heartbeat`` seconds of silence (for keep-alive frames)."""
+        queue = self.subscribe()
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), heartbeat) if heartbeat else await queue.get()
+            except TimeoutError:
+                yield None
+                continue
+            yield event
+            if isinstance(event, TurnDone):
+                return
+
+    async def result(self) -> list[Event]:
+        return [event async for event in self.events() if event is not None]
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def cancel_threadsafe(self) -> None:
+        self.loop.call_soon_threadsafe(self._cancel.set)
+
+    def _emit(self, event: Event) -> None:
+        self.sent.append(event)
+        for queue in self._subscribers:
+            queue.put_nowait(event)
+
+    # --- the turn ----------------------------------------------------------------------------
+
+    async def _run(self, history: list[Message], user_message_id: int) -> None:
+        p = self.prepared
+        rounds = 0
+        finish_reason, success = "error", False
+        final_id: int | None = None
+        lease = asyncio.ensure_future(self._keep_lease())
+        try:
+            tools = await self._tools()
+            by_name = {tool.namespaced_name: tool for tool in tools}
+            specs = [
+                ToolSpec(name=tool.namespaced_name, description=tool.description, input_schema=tool.input_schema)
+                for tool in tools
+            ]
+            self._emit(
+                TurnStarted(
+                    chat_id=self.chat_id,
+                    user_message_id=user_message_id,
+                    provider=p.provider.name,
+                    model=p.model,
+                    tools=sorted(by_name),
+                )
+            )
+            adapter = adapter_for(p.provider)
+            while True:
+                rounds += 1
+                outcome = await self._provider_round(adapter, history, specs, rounds)
+                if outcome.error is not None or outcome.cancelled or outcome.finish is None:
+                    finish_reason = "cancelled" if outcome.cancelled else "error"
+                    text = "".join(outcome.text)
+                    if text:  # keep what a failed or cancelled round produced; its tool calls never ran
+                        final_id = await self._store_note(text, finish_reason, rounds)
+                    if outcome.error is not None:
+                        self._emit(ErrorEvent(code=outcome.error.code, message=str(outcome.error)))
+                    break
+                calls = outcome.finish.message.tool_calls
+                final_id = await self._store_assistant(outcome, rounds, last=not calls)
+                if not calls:
+                    finish_reason, success = outcome.finish.reason, True
+                    break
+                results, cancelled = await self._run_tools(calls, by_name, rounds)
+                tool_id, tool_message = await _write(
+                    self.store.store_tool_results,
+                    assistant_id=final_id,
+                    calls=calls,
+                    results=results,
+                    round_number=rounds,
+                )
+                self._emit(MessageDone(message_id=tool_id, role="tool", round=rounds))
+                history = [*history, outcome.finish.message, tool_message]
+                if cancelled:
+                    finish_reason = "cancelled"
+                    break
+                if rounds >= settings.CHAT_MAX_TOOL_ROUNDS:
+                    finish_reason = "round_limit"
+                    note = (
+                        f"Stopped: the model was still calling tools after {rounds} rounds "
+                        f"(the limit is {settings.CHAT_MAX_TOOL_ROUNDS})."
+                    )
+                    final_id = await self._store_note(note, finish_reason, rounds)
+                    self._emit(ErrorEvent(code="tool_round_limit", message=note))
+                    break
+        except StorageFailed:
+            logger.exception("storing chat %s turn failed", self.chat_id)
+            self._emit(
+                ErrorEvent(
+                    code="storage_failed",
+                    message="The reply could not be stored; the text already sent was not saved.",
+                )
+            )
+            finish_reason, success = "error", False
+        except Exception as exc:  # a bug: end the turn cleanly, say so
+            logger.exception("chat turn failed")
+            self._emit(ErrorEvent(code="internal_error", message=f"The turn failed: {type(exc).__name__}"))
+            finish_reason, success = "error", False
+        finally:
+            lease.cancel()
+            if not self.store.released:
+                try:
+                    await _write(self.store.release)
+                except Exception:
+                    logger.exception("could not free chat %s after a turn", self.chat_id)
+            turn_unregister(self)
+            self._emit(
+                TurnDone(
+                    chat_id=self.chat_id,
+                    success=success,
+                    finish_reason=finish_reason,
+                    message_ids=list(self.store.message_ids),
+                    assistant_message_id=final_id,
+                    input_tokens=self._usage.input_tokens,
+                    output_tokens=self._usage.output_tokens,
+                    cost=self._cost,
+                    rounds=rounds,
+                )
+            )
+            self.done.set()
+
+    async def _keep_lease(self) -> None:
+        interval = settings.CHAT_TURN_LEASE_SECONDS / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await run_db(self.store.renew_lease)
+            except DatabaseError:
+                logger.warning("renewing the turn lease of chat %s failed", self.chat_id, exc_info=True)
+
+    async def _tools(self) -> list[ToolInfo]:
+        p = self.prepared
+        if not p.tools_enabled or p.tool_servers == []:
+            return []
+        host = get_host()
+        await host.await_ready()
+        return await host.atools(p.tool_servers)
+
+    async def _provider_round(
+        self, adapter: ProviderAdapter, history: list[Message], specs: list[ToolSpec], round_number: int
+    ) -> _Round:
+        """Stream one model reply, racing it against a cancel."""
+        p = self.prepared
+        outcome = _Round()
+        started = time.perf_counter()
+
+        async def consume() -> None:
+            async for event in adapter.stream(
+                messages=history, model=p.model, tools=specs or None, system=p.system, options=p.options
+            ):
+                if isinstance(event, ProviderTextDelta):
+                    outcome.text.append(event.text)
+                    self._emit(TextDelta(text=event.text, round=round_number))
+                elif isinstance(event, ProviderThinkingDelta):
+                    self._emit(ThinkingDelta(text=event.text, round=round_number))
+                elif isinstance(event, FinishEvent):
+                    outcome.finish = event
+
+        streaming = asyncio.ensure_future(consume())
+        cancelled = asyncio.ensure_future(self._cancel.wait())
+        try:
+            await asyncio.wait({streaming, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cancelled.cancel()
+        if not streaming.done():
+            streaming.cancel()
+            outcome.cancelled = True
+        try:
+            await streaming
+        except asyncio.CancelledError:
+            outcome.cancelled = True
+        except ProviderError as exc:
+            outcome.error = exc
+        outcome.latency_ms = int((time.perf_counter() - started) * 1000)
+        return outcome
+
+    async def _run_tools(
+        self, calls: list[ToolCallBlock], by_name: dict[str, ToolInfo], round_number: int
+    ) -> tuple[dict[str, ToolResult], bool]:
+        """Run every call of the round concurrently; a cancel turns the unfinished ones into error results."""
+        for call in calls:
+            info = by_name.get(call.name)
+            self._emit(
+                ToolCallStarted(
+                    id=call.id,
+                    name=call.name,
+                    server=info.server if info else "",
+                    tool=info.name if info else call.name,
+                    arguments=call.arguments,
+                    round=round_number,
+                )
+            )
+        tasks = {asyncio.ensure_future(_call_tool(call, by_name.get(call.name))): call for call in calls}
+        results: dict[str, ToolResult] = {}
+        cancel_wait = asyncio.ensure_future(self._cancel.wait())
+        pending = set(tasks)
+        cancelled = False
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending | {cancel_wait}, return_when=asyncio.FIRST_COMPLETED)
+                if cancel_wait in done:
+                    done.discard(cancel_wait)
+                    cancelled = True
+                for task in done:
+                    call = tasks[task]
+                    results[call.id] = task.result()
+                    self._emit_finished(call, results[call.id], round_number)
+                if cancelled:
+                    for task in pending:
+                        task.cancel()
+                    for task in pending:
+                        call = tasks[task]
+                        info = by_name.get(call.name)
+                        results[call.id] = ToolResult.error(
+                            info.server if info else "", call.name, "Cancelled by the user before it finished."
+                        )
+                        self._emit_finished(call, results[call.id], round_number)
+                    break
+                pending.discard(cancel_wait)
+        finally:
+            cancel_wait.cancel()
+        return results, cancelled
+
+    def _emit_finished(self, call: ToolCallBlock, result: ToolResult, round_number: int) -> None:
+        self._emit(
+            ToolCallFinished(
+                id=call.id,
+                name=call.name,
+                server=result.server,
+                tool=result.tool or call.name,
+                is_error=result.is_error,
+                content=truncate(result.text),
+                duration_ms=result.duration_ms,
+                round=round_number,
+            )
+        )
+
+    # --- storing ------------------------------------------------------------------------------
+
+    async def _store_assistant(self, outcome: _Round, round_number: int, *, last: bool) -> int:
+        finish = outcome.finish
+        assert finish is not None
+        message_id, cost = await _write(self.store.store_assistant, finish, latency_ms=outcome.latency_ms, last=last)
+        usage = finish.usage
+        self._usage = self._usage + usage
+        self._cost += cost
+        p = self.prepared
+        self._emit(
+            MessageDone(message_id=message_id, role="assistant", round=round_number, finish_reason=finish.reason)
+        )
+        self._emit(
+            UsageReport(
+                round=round_number,
+                provider=p.provider.name,
+                model=p.model,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cached_tokens=usage.cache_read_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                cost=cost,
+                latency_ms=outcome.latency_ms,
+            )
+        )
+        return message_id
+
+    async def _store_note(self, text: str, finish_reason: str, round_number: int) -> int:
+        message_id = await _write(self.store.store_note, text, finish_reason=finish_reason)
+        self._emit(
+            MessageDone(message_id=message_id, role="assistant", round=round_number, finish_reason=finish_reason)
+        )
+        return message_id
+
+
+async def _write[T](fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """A write of the turn: retried once (each write is one transaction); StorageFailed after that."""
+    for attempt in range(2):
+        try:
+            return await run_db(fn, *args, **kwargs)
+        except DatabaseError:
+            if attempt:
+                raise StorageFailed() from None
+            logger.warning("a turn write failed; retrying once", exc_info=True)
+    raise AssertionError("unreachable")
+
+
+async def _call_tool(call: ToolCallBlock, info: ToolInfo | None) -> ToolResult:
+    server = info.server if info else ""
+    tool = info.name if info else call.name
+    if info is None:
+        return ToolResult.error(server, tool, f"Unknown tool {call.name!r}. Use one of the tools offered.")
+    if call.invalid_arguments is not None:
+        return ToolResult.error(server, tool, f"The arguments are not a JSON object: {call.invalid_arguments[:200]}")
+    size, limit = len(json.dumps(call.arguments)), settings.CHAT_MAX_TOOL_ARGUMENT_BYTES
+    if size > limit:
+        return ToolResult.error(
+            server,
+            tool,
+            f"The arguments are too large ({size} bytes; at most {settings.CHAT_MAX_TOOL_ARGUMENT_BYTES}).",
+        )
+    return await get_host().acall_tool(call.name, call.arguments)

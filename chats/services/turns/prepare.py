@@ -1,0 +1,156 @@
+"""Preparing a turn: check everything that can be wrong with a request and store nothing.
+
+A bad request (chat, provider, model, prompt variables, tools, limits) is a
+clean 4xx before any provider is called. The rows it resolves come from the
+selectors the other apps already have.
+"""
+
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from accounts.models import ApiKey, User
+from accounts.throttling import rate_limit_check_user
+from mcp_servers.selectors import mcp_servers_resolve
+from platform_site.db import run_db
+from platform_site.exceptions import NotFound, ValidationFailed
+from prompts.models import SystemPrompt, Visibility
+from prompts.selectors import prompt_resolve
+from prompts.templating import prompt_render
+from providers.models import Provider, ProviderModel
+from providers.selectors import provider_check_model, provider_for_turn
+from providers.types import GenerationOptions
+from usage.limits import limits_check_budget, limits_check_tokens
+
+from ...models import Chat
+
+
+@dataclass
+class TurnRequest:
+    message: str
+    provider: str | None = None
+    model: str | None = None
+    system_prompt_id: int | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    mcp_servers: list[str] | None = None
+    tools: bool = True
+    options: GenerationOptions = field(default_factory=GenerationOptions)
+
+
+@dataclass
+class PreparedTurn:
+    chat: Chat  # unsaved when the turn creates its chat
+    user: User
+    api_key: ApiKey | None
+    provider: Provider
+    model: str
+    price_row: ProviderModel | None
+    system: str | None
+    message: str
+    tool_servers: list[str] | None  # None: every enabled server
+    tools_enabled: bool
+    options: GenerationOptions
+
+
+async def turn_prepare(
+    *,
+    user: User,
+    chat_id: int | None,
+    request: TurnRequest,
+    api_key: ApiKey | None = None,
+    count_request: bool = False,
+) -> PreparedTurn:
+    """Validate a turn; raises the API's domain exceptions (4xx) and stores nothing.
+
+    ``count_request`` counts the turn on the user's request rate (interfaces DRF does not throttle).
+    """
+    prepared = await run_db(_prepare, user=user, chat_id=chat_id, request=request, api_key=api_key, count=count_request)
+    if prepared.price_row is None:
+        await provider_check_model(provider=prepared.provider, model=prepared.model)
+    return prepared
+
+
+def _prepare(
+    *, user: User, chat_id: int | None, request: TurnRequest, api_key: ApiKey | None, count: bool
+) -> PreparedTurn:
+    if count:
+        rate_limit_check_user(user=user)
+    _check_message(request.message)
+    chat: Chat | None = None
+    if chat_id is not None:
+        chat = (
+            Chat.objects.select_related("provider", "system_prompt")
+            .prefetch_related("mcp_servers")
+            .filter(pk=chat_id, owner=user)
+            .first()
+        )
+        if chat is None:
+            raise NotFound("Chat not found.")
+
+    provider_name = request.provider or (chat.provider.name if chat and chat.provider else settings.DEFAULT_PROVIDER)
+    model = request.model or (chat.model if chat and chat.model and not request.provider else "") or ""
+    if not model and provider_name == settings.DEFAULT_PROVIDER:
+        model = settings.DEFAULT_MODEL
+    provider, price_row = provider_for_turn(name=provider_name, model=model)
+    if not model:
+        raise ValidationFailed(
+            "No model given, and no default for this chat or provider.",
+            code="no_model",
+            details={"model": ["Required."]},
+        )
+
+    prompt: SystemPrompt | None = None
+    if request.system_prompt_id is not None:
+        prompt = prompt_resolve(prompt_id=request.system_prompt_id, user=user)
+    elif chat is not None and chat.system_prompt_id is not None:
+        # The chat's prompt as the user may see it now: one made private by its owner is not used.
+        prompt = _visible_chat_prompt(chat=chat, user=user)
+    if prompt is None and request.variables:
+        raise ValidationFailed(
+            "Variables were given but there is no system prompt.",
+            code="invalid_variables",
+            details={"unknown": sorted(request.variables), "missing": []},
+        )
+    system = prompt_render(content=prompt.content, variables=request.variables) if prompt else None
+
+    servers: list[str] | None = None
+    if not request.tools:
+        servers = []
+    elif request.mcp_servers is not None:
+        servers = sorted(server.name for server in mcp_servers_resolve(names=request.mcp_servers))
+    elif chat is not None:
+        servers = [server.name for server in chat.mcp_servers.all()] or None
+
+    limits_check_tokens(user=user)
+    limits_check_budget(user=user)
+    return PreparedTurn(
+        chat=chat if chat is not None else Chat(owner=user),  # created when the turn starts
+        user=user,
+        api_key=api_key,
+        provider=provider,
+        model=model,
+        price_row=price_row,
+        system=system,
+        message=request.message,
+        tool_servers=servers,
+        tools_enabled=request.tools,
+        options=request.options,
+    )
+
+
+def _check_message(message: str) -> None:
+    if not message.strip():
+        raise ValidationFailed("The message is empty.", code="empty_message", details={"message": ["Empty."]})
+    if len(message) > settings.CHAT_MAX_MESSAGE_CHARS:
+        raise ValidationFailed(
+            f"The message is longer than {settings.CHAT_MAX_MESSAGE_CHARS} characters.",
+            code="message_too_long",
+            details={"message": [f"At most {settings.CHAT_MAX_MESSAGE_CHARS} characters."]},
+        )
+
+
+def _visible_chat_prompt(*, chat: Chat, user: User) -> SystemPrompt | None:
+    prompt = chat.system_prompt
+    if prompt is None or prompt.owner_id == user.pk or prompt.visibility == Visibility.SHARED:
+        return prompt
+    return None
