@@ -5,16 +5,17 @@ Ollama's /v1), so it sends only the fields those servers understand.
 """
 
 import json
-from collections.abc import AsyncIterator, Iterable
+import ssl
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+import anyio
 import httpx2
 import openai
-from openai.types import CompletionUsage
+import orjson
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam, ChatCompletionToolParam
-from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 
 from ..base import (
     ChatRequest,
@@ -34,6 +35,7 @@ from ..errors import (
     ProviderUnavailable,
 )
 from ..schema import tool_schema_for
+from ..sse import drain, sse_events
 from ..types import (
     Capabilities,
     Completion,
@@ -97,35 +99,38 @@ class OpenAIAdapter(ProviderAdapter):
     # --- calls -----------------------------------------------------------------------
 
     async def _stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        stream = await self.client.chat.completions.create(
-            **self._request_body(request), stream=True, stream_options={"include_usage": True}
-        )
         builder = MessageBuilder()
         calls = _ToolCallAssembler()
         usage: Usage | None = None
         raw_reason: str | None = None
         refused = False
         model = request.model
-        async with stream:
-            async for chunk in stream:
-                model = chunk.model or model
-                if chunk.usage is not None:
-                    usage = normalise_usage(chunk.usage)
-                for choice in chunk.choices[:1]:
-                    delta = choice.delta
-                    thinking = _reasoning_text(delta.model_extra)
+        # The SDK makes the request (and raises its own errors for a failed status), but the chunks are read
+        # as plain dicts: building its pydantic model for each one cost more than the rest of the stream.
+        async with self.client.chat.completions.with_streaming_response.create(
+            **self._request_body(request), stream=True, stream_options={"include_usage": True}
+        ) as response:
+            async for chunk in _stream_chunks(response.http_response):
+                model = chunk.get("model") or model
+                if chunk.get("usage") is not None:
+                    usage = normalise_usage(chunk["usage"])
+                if choices := chunk.get("choices"):
+                    choice = choices[0]
+                    delta = choice.get("delta") or {}
+                    thinking = _reasoning_text(delta)
                     if thinking:
                         builder.add_thinking(thinking)
                         yield ThinkingDelta(text=thinking)
-                    text = (delta.content or "") + (delta.refusal or "")
-                    refused = refused or bool(delta.refusal)
+                    refusal = delta.get("refusal")
+                    text = (delta.get("content") or "") + (refusal or "")
+                    refused = refused or bool(refusal)
                     if text:
                         builder.add_text(text)
                         yield TextDelta(text=text)
-                    if delta.tool_calls:
-                        calls.add(delta.tool_calls)
-                    if choice.finish_reason:
-                        raw_reason = choice.finish_reason
+                    if delta.get("tool_calls"):
+                        calls.add(delta["tool_calls"])
+                    if choice.get("finish_reason"):
+                        raw_reason = choice["finish_reason"]
                         # Arguments arrive interleaved by index, so a call is only known complete here.
                         for call in calls.finish():
                             builder.add_tool_call(call)
@@ -175,7 +180,7 @@ class OpenAIAdapter(ProviderAdapter):
         message = builder.message()
         return Completion(
             message=message,
-            usage=normalise_usage(response.usage) if response.usage else Usage(),
+            usage=normalise_usage(response.usage.model_dump()) if response.usage else Usage(),
             stop_reason=stop_reason(raw_reason, has_tool_calls=bool(message.tool_calls), refused=refused),
             raw_reason=raw_reason,
             model=response.model or request.model,
@@ -296,16 +301,46 @@ def wire_tools(tools: Iterable[ToolSpec]) -> list[ChatCompletionToolParam]:
 # --- wire -> canonical ---------------------------------------------------------------
 
 
-def normalise_usage(usage: CompletionUsage) -> Usage:
+async def _stream_chunks(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]:
+    """The chunks of a Chat Completions stream as dicts, up to ``[DONE]``, read the way the SDK's stream reads them.
+
+    An error object in the stream and a transport failure while reading raise
+    the same SDK exceptions the SDK's stream raises, so map_error treats them alike.
+    """
+    try:
+        async for _, data in sse_events(response.aiter_bytes()):
+            if data.startswith(b"[DONE]"):
+                await drain(response)
+                return
+            if not data:
+                continue
+            chunk = orjson.loads(data)
+            if not isinstance(chunk, dict):
+                continue
+            error = chunk.get("error")
+            if error:
+                message = error.get("message") if isinstance(error, dict) else None
+                if not message or not isinstance(message, str):
+                    message = "An error occurred during streaming"
+                raise openai.APIError(message, response.request, body=error)
+            yield chunk
+    except httpx2.TimeoutException as exc:
+        raise openai.APITimeoutError(request=response.request) from exc
+    # ssl and anyio errors: TLS failures httpx2 does not map yet, which the SDK counts as connection errors too.
+    except (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream) as exc:
+        raise openai.APIConnectionError(request=response.request) from exc
+
+
+def normalise_usage(usage: Mapping[str, Any]) -> Usage:
     """OpenAI already counts cached tokens in prompt_tokens and reasoning in completion_tokens."""
-    prompt = usage.prompt_tokens_details
-    completion = usage.completion_tokens_details
+    prompt = usage.get("prompt_tokens_details") or {}
+    completion = usage.get("completion_tokens_details") or {}
     return Usage(
-        input_tokens=usage.prompt_tokens or 0,
-        output_tokens=usage.completion_tokens or 0,
-        cache_read_tokens=(prompt.cached_tokens or 0) if prompt else 0,
-        cache_write_tokens=(prompt.cache_write_tokens or 0) if prompt else 0,
-        reasoning_tokens=(completion.reasoning_tokens or 0) if completion else 0,
+        input_tokens=usage.get("prompt_tokens") or 0,
+        output_tokens=usage.get("completion_tokens") or 0,
+        cache_read_tokens=prompt.get("cached_tokens") or 0,
+        cache_write_tokens=prompt.get("cache_write_tokens") or 0,
+        reasoning_tokens=completion.get("reasoning_tokens") or 0,
     )
 
 
@@ -326,27 +361,31 @@ class _PartialCall:
 
 
 class _ToolCallAssembler:
-    """Collects streamed tool-call pieces, keyed by index, until the stream says they are done."""
+    """Collects streamed tool-call pieces (the wire's dicts), keyed by index, until the stream says they are done."""
 
     def __init__(self) -> None:
         self._calls: list[_PartialCall] = []
         self._by_index: dict[int, _PartialCall] = {}
 
-    def add(self, pieces: list[ChoiceDeltaToolCall]) -> None:
+    def add(self, pieces: list[dict[str, Any]]) -> None:
         for position, piece in enumerate(pieces):
-            index = piece.index if piece.index is not None else position
+            index = piece.get("index")
+            if index is None:
+                index = position
+            piece_id = piece.get("id")
             call = self._by_index.get(index)
             # Some compatible servers (Gemini's) send every call whole at index 0, told apart only by id.
-            if call is None or (piece.id and call.id and piece.id != call.id):
+            if call is None or (piece_id and call.id and piece_id != call.id):
                 call = self._by_index[index] = _PartialCall()
                 self._calls.append(call)
-            if piece.id:
-                call.id = piece.id
-            if piece.function is not None:
-                if piece.function.name:
-                    call.name = piece.function.name
-                if piece.function.arguments:
-                    call.arguments.append(piece.function.arguments)
+            if piece_id:
+                call.id = piece_id
+            function = piece.get("function")
+            if function is not None:
+                if function.get("name"):
+                    call.name = function["name"]
+                if function.get("arguments"):
+                    call.arguments.append(function["arguments"])
 
     def finish(self) -> list[ToolCallBlock]:
         done = []
