@@ -1,17 +1,20 @@
-"""Per-user API rate limit on django-ratelimit's counters in the shared cache.
+"""Per-user API rate limit: a fixed one-minute window counted in the shared cache.
 
-With REDIS_URL set the counters live in Redis, so the limit holds across all
-worker processes. Anonymous requests are counted per client IP.
+With REDIS_URL set the counters live in Redis (one round trip per request), so
+the limit holds across all worker processes. Anonymous requests are counted
+per client IP.
 """
+
+import time
 
 from django.conf import settings
 from django.http import HttpRequest
-from django_ratelimit.core import get_usage
 from rest_framework.throttling import BaseThrottle
 
+from platform_site.counters import counter_add
 from platform_site.exceptions import RateLimited
 
-GROUP = "api"
+WINDOW = 60
 
 
 def rate_limit_for(user: object) -> int:
@@ -19,23 +22,30 @@ def rate_limit_for(user: object) -> int:
     return override if override is not None else settings.RATE_LIMIT_PER_MINUTE
 
 
-def _key(group: str, request: HttpRequest) -> str:
+def rate_limit_key(ident: str, window: int) -> str:
+    return f"rl:api:{ident}:{window}"
+
+
+def rate_limit_window_left() -> float:
+    """Seconds until the current window ends (the same for every counter)."""
+    return WINDOW - time.time() % WINDOW
+
+
+def _ident(request: HttpRequest) -> str:
     user = request.user
     if user.is_authenticated:
         return f"user:{user.pk}"
     return f"ip:{request.META.get('REMOTE_ADDR', '')}"
 
 
-def _rate(group: str, request: HttpRequest) -> str:
-    return f"{rate_limit_for(request.user)}/m"
-
-
 def rate_limit_hit(request: HttpRequest) -> int | None:
     """Count one request; the seconds until the window resets if over the limit, else None."""
-    usage = get_usage(request, group=GROUP, key=_key, rate=_rate, increment=True)
-    if usage is None or not usage["should_limit"]:
+    now = time.time()
+    window = int(now // WINDOW)
+    count = counter_add(rate_limit_key(_ident(request), window), 1, ttl=WINDOW * 2)
+    if count <= rate_limit_for(request.user):
         return None
-    return max(1, usage["time_left"])
+    return max(1, int((window + 1) * WINDOW - now))
 
 
 class UserRateThrottle(BaseThrottle):

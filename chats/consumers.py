@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import uuid
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -30,6 +29,7 @@ from .apis import TurnInputSerializer
 from .models import Chat
 from .services.turns import TurnHandle, turn_cancel, turn_prepare, turn_start
 from .services.turns.rules import chat_turn_in_progress
+from .tabs import PROCESS_ID, TabsElsewhere, tabs_join, tabs_leave
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ MAX_BATCH = 256
 # Tabs connected to this process, by chat id. A turn's events reach them directly; the channel layer
 # carries them only to tabs on other workers (which skip frames their own process sent).
 LOCAL_TABS: dict[int, set["ChatConsumer"]] = {}
-PROCESS_ID = uuid.uuid4().hex
 
 
 def group_name(chat_id: int) -> str:
@@ -69,7 +68,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         self.user, self.api_key = user, self.scope.get("api_key")
         await self.channel_layer.group_add(group_name(self.chat_id), self.channel_name)
-        LOCAL_TABS.setdefault(self.chat_id, set()).add(self)
+        tabs = LOCAL_TABS.setdefault(self.chat_id, set())
+        if not tabs:
+            await tabs_join(self.chat_id)
+        tabs.add(self)
         await self.accept(subprotocol)
         await self._send(
             {"type": "ready", "chat_id": self.chat_id, "turn_in_progress": chat_turn_in_progress(chat=chat)}
@@ -77,8 +79,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         # Leaving does not stop a running turn: it finishes and is stored.
-        if getattr(self, "user", None) is not None:
-            LOCAL_TABS.get(self.chat_id, set()).discard(self)
+        if self.user is not None:
+            tabs = LOCAL_TABS.get(self.chat_id, set())
+            tabs.discard(self)
+            if not tabs:
+                LOCAL_TABS.pop(self.chat_id, None)
+                with contextlib.suppress(Exception):  # Redis away: the set expires by itself
+                    await tabs_leave(self.chat_id)
             await self.channel_layer.group_discard(group_name(self.chat_id), self.channel_name)
 
     # --- client frames ---------------------------------------------------------------------------
@@ -149,6 +156,7 @@ async def _forward(layer: Any, chat_id: int, handle: TurnHandle) -> None:
     larger frames instead of falling behind, and no text is lost.
     """
     queue = handle.subscribe()
+    elsewhere = TabsElsewhere(chat_id)
     try:
         while True:
             events = [await queue.get()]
@@ -159,9 +167,10 @@ async def _forward(layer: Any, chat_id: int, handle: TurnHandle) -> None:
                     with contextlib.suppress(Exception):  # a tab closing mid-send
                         await tab._send(frame)
                 try:
-                    await layer.group_send(
-                        group_name(chat_id), {"type": "chat.event", "event": frame, "origin": PROCESS_ID}
-                    )
+                    if await elsewhere():
+                        await layer.group_send(
+                            group_name(chat_id), {"type": "chat.event", "event": frame, "origin": PROCESS_ID}
+                        )
                 except Exception:  # the layer (Redis) is away: tabs here still get every event
                     logger.warning("chat %s: could not reach tabs on other workers", chat_id, exc_info=True)
             if events[-1].type == "turn_done":

@@ -73,7 +73,6 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
-    "django_ratelimit",
     "accounts",
     "providers",
     "mcp_servers",
@@ -83,14 +82,15 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
+    # Django's own, with their CPU-only hooks run on the event loop (platform_site/middleware.py).
+    "platform_site.middleware.SecurityMiddleware",
     "platform_site.middleware.StaticFilesMiddleware",  # WhiteNoise, for STATIC_URL only
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "platform_site.middleware.SessionMiddleware",
+    "platform_site.middleware.CommonMiddleware",
+    "platform_site.middleware.CsrfViewMiddleware",
+    "platform_site.middleware.AuthenticationMiddleware",
+    "platform_site.middleware.MessageMiddleware",
+    "platform_site.middleware.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "platform_site.urls"
@@ -182,14 +182,6 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-SILENCED_SYSTEM_CHECKS = [
-    # Django's own RedisCache increments atomically (INCR); django-ratelimit
-    # only lists django-redis by name.
-    "django_ratelimit.W001",
-    # Local memory is per process: correct for the single-process embedded
-    # default, and REDIS_URL is the documented way to share limits.
-    "django_ratelimit.E003",
-]
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None

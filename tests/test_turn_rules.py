@@ -270,3 +270,45 @@ def test_storage_failures_are_retried_once_then_reported_with_the_chat_freed(api
     assert (body["success"], body["error"]["code"], body["response"]) == (False, "storage_failed", "not stored")
     assert _roles(chat) == ["user", "assistant", "user"]
     assert Chat.objects.get(pk=chat.pk).turn_id == ""
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="workers reach each other over the Redis channel layer")
+def test_a_websocket_turn_reaches_a_tab_on_another_worker(user, key, providers):
+    import websockets
+
+    providers["openai"].push(Turn(text="seen on both workers", chunk_size=5))
+    chat = ChatFactory(owner=user)
+
+    with platform_process() as first, platform_process() as second:
+
+        async def tab(url: str):
+            return await websockets.connect(
+                f"{url.replace('http', 'ws')}/ws/chats/{chat.pk}/",
+                additional_headers={"Authorization": f"Bearer {key}"},
+                origin="http://127.0.0.1",
+            )
+
+        async def until_done(ws) -> str:
+            text = ""
+            async for raw in ws:
+                event = json.loads(raw)
+                if event["type"] == "text_delta":
+                    text += event["text"]
+                elif event["type"] == "turn_done":
+                    return text
+            raise AssertionError("closed before turn_done")
+
+        async def scenario() -> tuple[str, str]:
+            here, there = await tab(first), await tab(second)
+            try:
+                assert json.loads(await here.recv())["type"] == "ready"
+                assert json.loads(await there.recv())["type"] == "ready"
+                await here.send(json.dumps({"type": "message", **PLAIN}))
+                return await asyncio.wait_for(asyncio.gather(until_done(here), until_done(there)), 30)
+            finally:
+                await here.close()
+                await there.close()
+
+        on_first, on_second = asyncio.run(scenario())
+
+    assert on_first == on_second == "seen on both workers"

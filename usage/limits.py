@@ -11,6 +11,7 @@ from django.core.cache import cache
 from django.db.models import Sum
 
 from accounts.models import User
+from platform_site.counters import counter_add
 from platform_site.exceptions import RateLimited
 
 from .models import UsageRecord
@@ -41,12 +42,7 @@ def limits_add_tokens(*, user_id: int, tokens: int) -> None:
     """Count tokens a provider call used; cheap, atomic (cache INCR), shared by all workers with Redis."""
     if tokens <= 0:
         return
-    key = _tpm_key(user_id, int(time.time() // TPM_WINDOW))
-    if not cache.add(key, tokens, TPM_WINDOW * 2):
-        try:
-            cache.incr(key, tokens)
-        except ValueError:  # expired between add and incr
-            cache.add(key, tokens, TPM_WINDOW * 2)
+    counter_add(_tpm_key(user_id, int(time.time() // TPM_WINDOW)), tokens, ttl=TPM_WINDOW * 2)
 
 
 def _month_start(now: datetime) -> datetime:
