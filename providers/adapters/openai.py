@@ -15,7 +15,9 @@ import anyio
 import httpx2
 import openai
 import orjson
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam, ChatCompletionToolParam
+from openai._constants import RAW_RESPONSE_HEADER
+from openai._response import AsyncResponseContextManager
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam, ChatCompletionToolParam
 
 from ..base import (
     ChatRequest,
@@ -105,11 +107,9 @@ class OpenAIAdapter(ProviderAdapter):
         raw_reason: str | None = None
         refused = False
         model = request.model
-        # The SDK makes the request (and raises its own errors for a failed status), but the chunks are read
-        # as plain dicts: building its pydantic model for each one cost more than the rest of the stream.
-        async with self.client.chat.completions.with_streaming_response.create(
-            **self._request_body(request), stream=True, stream_options={"include_usage": True}
-        ) as response:
+        # The SDK makes the request (auth, base URL, its own errors for a failed status), but the chunks are
+        # read as plain dicts: building its pydantic model for each one cost more than the rest of the stream.
+        async with self._raw_stream(request) as response:
             async for chunk in _stream_chunks(response.http_response):
                 model = chunk.get("model") or model
                 if chunk.get("usage") is not None:
@@ -147,6 +147,25 @@ class OpenAIAdapter(ProviderAdapter):
             message=message,
             usage=usage or Usage(),
             model=model,
+        )
+
+    def _raw_stream(self, request: ChatRequest) -> AsyncResponseContextManager[Any]:
+        """``chat.completions.with_streaming_response.create`` without its parameter transform.
+
+        ``create`` walks the whole request through its TypedDict transform first: about 0.45 ms a message, 185 ms
+        for a 400-message history. The body built here is already wire JSON, so it goes to the client's own
+        ``post`` (the same request, headers, auth and error mapping).
+        """
+        body = {**self._request_body(request), "stream": True, "stream_options": {"include_usage": True}}
+        return AsyncResponseContextManager(
+            self.client.post(
+                "/chat/completions",
+                body=body,
+                cast_to=ChatCompletion,
+                options={"headers": {RAW_RESPONSE_HEADER: "stream"}},
+                stream=True,
+                stream_cls=openai.AsyncStream[ChatCompletionChunk],
+            )
         )
 
     async def _complete(self, request: ChatRequest) -> Completion:
