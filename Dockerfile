@@ -1,4 +1,4 @@
-# One image for web (daphne), worker and beat; docker-compose.yml picks the command.
+# One image for web (uvicorn), worker and beat; docker-compose.yml picks the command.
 FROM python:3.13-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -21,4 +21,4 @@ RUN useradd --create-home --uid 1000 app && mkdir -p /app/workspace && chown -R 
 USER app
 
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "platform_site.asgi:application"]
+CMD ["sh", "-c", "exec uvicorn platform_site.asgi:application --host 0.0.0.0 --port 8000 --workers ${WEB_CONCURRENCY:-$(nproc)} --loop uvloop --http httptools --ws websockets --ws-per-message-deflate false --lifespan off --no-access-log --proxy-headers"]

@@ -70,7 +70,8 @@ case "$cmd" in
     setup
     exec "$VENV/bin/uvicorn" platform_site.asgi:application \
       --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}" --workers "${WEB_CONCURRENCY:-$(nproc)}" \
-      --loop uvloop --http httptools --ws websockets --lifespan off --no-access-log --proxy-headers
+      --loop uvloop --http httptools --ws websockets --ws-per-message-deflate false \
+      --lifespan off --no-access-log --proxy-headers
     ;;
   test)
     setup
