@@ -1,5 +1,5 @@
 # Two commands for a newcomer: `make run` and `make test`. See README.md.
-.PHONY: run serve test lint setup
+.PHONY: run serve test lint typecheck setup
 
 run:
 	scripts/dev.sh run
@@ -13,6 +13,9 @@ test:
 
 lint:
 	scripts/dev.sh lint
+
+typecheck:
+	scripts/dev.sh typecheck
 
 setup:
 	scripts/dev.sh setup

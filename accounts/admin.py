@@ -1,5 +1,7 @@
 """Admin for users and API keys. A new key's secret is shown once, as a message."""
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db.models import QuerySet
@@ -12,8 +14,8 @@ from .services import api_key_generate, api_key_revoke
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
-    fieldsets = (  # type: ignore[assignment]
-        *BaseUserAdmin.fieldsets,  # type: ignore[misc]
+    fieldsets = (
+        *BaseUserAdmin.fieldsets,  # type: ignore[misc]  # Optional in django-stubs; set on UserAdmin
         ("Limits", {"fields": ("rate_limit_per_minute", "tokens_per_minute", "monthly_budget_usd")}),
     )
     list_display = ("username", "email", "is_staff", "is_active", "rate_limit_per_minute", "date_joined", "last_login")
@@ -23,10 +25,10 @@ class ActiveFilter(admin.SimpleListFilter):
     title = "state"
     parameter_name = "state"
 
-    def lookups(self, request, model_admin):  # type: ignore[no-untyped-def]
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("active", "Active"), ("revoked", "Revoked"), ("expired", "Expired")]
 
-    def queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
         now = timezone.now()
         if self.value() == "active":
             return queryset.filter(revoked_at__isnull=True).exclude(expires_at__lte=now)
@@ -46,12 +48,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
     autocomplete_fields = ("owner",)
     actions = ("revoke_keys",)
 
-    def get_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
         if obj is None:
             return ("owner", "name", "expires_at")
         return ("owner", "name", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at")
 
-    def get_readonly_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
         if obj is None:
             return ()
         return ("owner", "prefix", "created_at", "last_used_at", "revoked_at")
@@ -60,7 +62,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def active(self, obj: ApiKey) -> bool:
         return obj.is_active
 
-    def save_model(self, request, obj, form, change):  # type: ignore[no-untyped-def]
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
             return

@@ -1,5 +1,7 @@
 """DRF authentication by API key: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``."""
 
+from collections.abc import Mapping
+
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -9,8 +11,8 @@ from .selectors import api_key_find
 from .services import api_key_mark_used
 
 
-def api_key_from_headers(headers: dict[str, str] | object) -> str | None:
-    get = headers.get  # type: ignore[attr-defined]
+def api_key_from_headers(headers: Mapping[str, str]) -> str | None:
+    get = headers.get
     auth = get("Authorization") or get("authorization") or ""
     scheme, _, value = auth.partition(" ")
     if scheme.lower() == "bearer" and value.strip():

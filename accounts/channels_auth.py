@@ -8,7 +8,7 @@ session user from ``AuthMiddlewareStack`` stands. The subprotocol to accept
 is left in ``scope["auth_subprotocol"]``.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
@@ -17,6 +17,9 @@ from rest_framework import exceptions
 from platform_site.db import run_db
 
 from .authentication import api_key_authenticate, api_key_from_headers
+
+if TYPE_CHECKING:
+    from channels.consumer import _ChannelScope
 
 SUBPROTOCOL = "llmp.bearer"
 
@@ -34,16 +37,17 @@ def _key_from_scope(scope: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 class ApiKeyAuthMiddleware(BaseMiddleware):
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        scope = dict(scope)
-        raw_key, subprotocol = _key_from_scope(scope)
-        scope["auth_subprotocol"] = subprotocol
-        scope["api_key"] = None
+    async def __call__(self, scope: "_ChannelScope", receive: Any, send: Any) -> Any:
+        # A copy with this middleware's keys (api_key, auth_subprotocol), which the stubs' scope type lacks.
+        extended: dict[str, Any] = dict(scope)
+        raw_key, subprotocol = _key_from_scope(extended)
+        extended["auth_subprotocol"] = subprotocol
+        extended["api_key"] = None
         if raw_key:
             try:
                 api_key = await run_db(api_key_authenticate, raw_key)
             except exceptions.AuthenticationFailed:
-                scope["user"] = AnonymousUser()
+                extended["user"] = AnonymousUser()
             else:
-                scope["user"], scope["api_key"] = api_key.owner, api_key
-        return await super().__call__(scope, receive, send)
+                extended["user"], extended["api_key"] = api_key.owner, api_key
+        return await super().__call__(cast("_ChannelScope", extended), receive, send)

@@ -6,6 +6,7 @@ per client IP.
 """
 
 import time
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -51,7 +52,7 @@ def rate_limit_hit(request: HttpRequest) -> int | None:
 class UserRateThrottle(BaseThrottle):
     retry_after: int | None = None
 
-    def allow_request(self, request, view) -> bool:  # type: ignore[no-untyped-def]
+    def allow_request(self, request: Any, view: Any) -> bool:
         self.retry_after = rate_limit_hit(request)
         return self.retry_after is None
 

@@ -55,9 +55,11 @@ django.setup()
 logging.getLogger().setLevel(logging.WARNING)
 
 import httpx
+import httpx2
 import openai
 from django.core.management import call_command
 from mcp import Client, StdioServerParameters
+from openai.types.chat import ChatCompletionMessageParam
 from platform_process import ServerFailed, check_server, deep_fake_backlog, pct, platform, raise_open_files
 
 from accounts.models import User
@@ -266,9 +268,13 @@ async def section_tools(bench: Bench, http: httpx.AsyncClient) -> None:
 async def section_history(bench: Bench, http: httpx.AsyncClient) -> None:
     stored = bench.args.history
     chat_id = await asyncio.to_thread(chat_with_history, bench.user, stored)
-    history = [{"role": "user" if p % 2 == 0 else "assistant", "content": history_text(p)} for p in range(stored)] + [
-        {"role": "user", "content": "Hello"}
+    history: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": history_text(p)}
+        if p % 2 == 0
+        else {"role": "assistant", "content": history_text(p)}
+        for p in range(stored)
     ]
+    history.append({"role": "user", "content": "Hello"})
     seen: Counter[int] = Counter()  # messages the provider received per platform turn
 
     def delete_turn() -> None:
@@ -359,7 +365,7 @@ def turns_for(args: argparse.Namespace, concurrency: int) -> int:
 
 async def direct_throughput(bench: Bench, concurrency: int) -> Run:
     """The same client, at the same concurrency, calling the provider directly: the ceiling to compare with."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)  # the SDK's httpx
     async with openai.AsyncOpenAI(
         api_key="bench-key",
         base_url=f"{bench.fake.url}/v1",

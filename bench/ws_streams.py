@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -62,6 +63,7 @@ from platform_process import (
     raise_open_files,
     rss_mb,
 )
+from websockets.typing import Origin
 
 from accounts.models import User
 from accounts.services import api_key_create
@@ -110,7 +112,7 @@ def connect(url: str, key: str) -> websockets.connect:
     return websockets.connect(
         url,
         additional_headers={"Authorization": f"Bearer {key}"},
-        origin="http://127.0.0.1",
+        origin=Origin("http://127.0.0.1"),
         open_timeout=60,
         max_queue=None,
     )
@@ -124,7 +126,7 @@ def verdict(value: float, limit: float) -> str:
 
 
 async def one_chat(url: str, key: str, start: asyncio.Event, handshakes: asyncio.Semaphore) -> dict:
-    result = {"frames": 0, "text": "", "ttft": None, "gaps": [], "done": False, "error": None}
+    result: dict[str, Any] = {"frames": 0, "text": "", "ttft": None, "gaps": [], "done": False, "error": None}
     try:
         await handshakes.acquire()  # clients arrive in waves, not all in the same millisecond
         released = False
@@ -163,7 +165,8 @@ async def one_chat(url: str, key: str, start: asyncio.Event, handshakes: asyncio
 
 async def streams(args: argparse.Namespace, fake: OpenAIWire) -> None:
     fake.stream_delay = args.gap / 1000
-    fake.next_reply = lambda default=None: Turn(text=TEXT, chunk_size=4)  # every request: the same 50 pieces
+    # Every request: the same 50 pieces.
+    fake.next_reply = lambda default=None: Turn(text=TEXT, chunk_size=4)  # type: ignore[method-assign]
     key, chat_ids = await asyncio.to_thread(set_up, fake, args.clients)
     own = await provider_ttft(fake)
 

@@ -53,8 +53,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.chat_id = int(self.scope["url_route"]["kwargs"]["chat_id"])
         # ApiKeyAuthMiddleware (accounts.channels_auth) set the user: by API key, else the session's.
-        user = self.scope.get("user")
-        subprotocol = self.scope.get("auth_subprotocol")
+        user: Any = self.scope.get("user")  # a User, or AnonymousUser (channels' lazy wrapper)
+        subprotocol: str | None = self.scope.get("auth_subprotocol")  # type: ignore[assignment]
         if user is None or not user.is_authenticated:
             await self.accept(subprotocol)
             await self.close(code=CLOSE_UNAUTHENTICATED)

@@ -56,7 +56,7 @@ class McpServerAdmin(admin.ModelAdmin):
         ("Tools", {"fields": ("tool_allowlist", "live_status", "tools_overview")}),
     )
 
-    def get_list_display(self, request: HttpRequest):  # type: ignore[no-untyped-def]
+    def get_list_display(self, request: HttpRequest):
         statuses = _statuses()  # one host round trip for the whole page
 
         @admin.display(description="status")
@@ -109,7 +109,7 @@ class McpServerAdmin(admin.ModelAdmin):
         state = _statuses().get(obj.name)
         if state is None:
             return "not connected in this worker"
-        details = [state.status]
+        details: list[str] = [state.status]
         if state.server_name:
             details.append(f"{state.server_name} {state.server_version or ''}".strip())
         if state.protocol_version:
@@ -149,15 +149,15 @@ class McpServerAdmin(admin.ModelAdmin):
 
     # --- writes announce themselves to every worker -----------------------------------------
 
-    def save_model(self, request, obj, form, change):  # type: ignore[no-untyped-def]
+    def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         mcp_config_changed()
 
-    def delete_model(self, request, obj):  # type: ignore[no-untyped-def]
+    def delete_model(self, request, obj):
         super().delete_model(request, obj)
         mcp_config_changed()
 
-    def delete_queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+    def delete_queryset(self, request, queryset):
         super().delete_queryset(request, queryset)
         mcp_config_changed()
 
@@ -201,10 +201,10 @@ class McpServerHealthSnapshotAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
 
     # Written only by the periodic health check.
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request):
         return False
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request, obj=None):
         return False
 
     @admin.display(description="status", ordering="status")

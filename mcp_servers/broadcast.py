@@ -12,7 +12,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from asgiref.sync import async_to_sync
-from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers, get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import BaseChannelLayer, channel_layers, get_channel_layer
 from django.conf import settings
 
 if TYPE_CHECKING:
@@ -26,9 +27,15 @@ MESSAGE = {"type": "mcp.config.changed"}
 REJOIN_SECONDS = 3600
 
 
+def _layer() -> BaseChannelLayer:
+    layer = get_channel_layer()
+    assert layer is not None, "settings always configure CHANNEL_LAYERS"
+    return layer
+
+
 async def abroadcast_config_changed() -> None:
     if settings.REDIS_URL:
-        await get_channel_layer().group_send(GROUP, MESSAGE)
+        await _layer().group_send(GROUP, MESSAGE)
         return
     from .host import current_host
 
@@ -40,7 +47,7 @@ async def abroadcast_config_changed() -> None:
 def broadcast_config_changed() -> None:
     """Tell every host to re-read MCP server configuration. Call after commit."""
     if settings.REDIS_URL:
-        async_to_sync(get_channel_layer().group_send)(GROUP, MESSAGE)
+        async_to_sync(_layer().group_send)(GROUP, MESSAGE)
         return
     from .host import current_host
 

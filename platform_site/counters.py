@@ -5,13 +5,15 @@ key; without it, the local-memory cache of the one process. Values are plain
 integers, so ``cache.get(key)`` reads them either way.
 """
 
+from typing import Any
+
 from django.conf import settings
 from django.core.cache import cache
 
 
 def counter_add(key: str, amount: int, *, ttl: int) -> int:
     """Add ``amount`` to the counter ``key`` (created with a lifetime of ``ttl`` seconds); the new value."""
-    client = getattr(cache, "_cache", None)
+    client: Any = getattr(cache, "_cache", None)  # RedisCache's RedisCacheClient; private, so untyped
     if settings.REDIS_URL and hasattr(client, "get_client"):
         full_key = cache.make_and_validate_key(key)
         pipe = client.get_client(full_key, write=True).pipeline(transaction=False)

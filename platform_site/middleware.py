@@ -63,7 +63,7 @@ class StaticFilesMiddleware:
 
 
 class _InlineHooks:
-    get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]]
+    get_response: Any  # MiddlewareMixin's, async here
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         response = self.process_request(request) if hasattr(self, "process_request") else None

@@ -83,10 +83,10 @@ class ProviderHealthSnapshotAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
 
     # Written only by the periodic health check.
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj: ProviderHealthSnapshot | None = None) -> bool:
         return False
 
     @admin.display(description="error")

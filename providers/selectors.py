@@ -126,9 +126,13 @@ async def provider_models(*, provider: Provider) -> ModelListing:
 
     priced = []
     for model_id, info in sorted(merged.items()):
-        row = rows.get(model_id)
-        if row is not None and row.has_price_override:
-            prices = (row.input_price_per_mtok, row.output_price_per_mtok, row.cached_input_price_per_mtok)
+        override = rows.get(model_id)
+        if override is not None and override.has_price_override:
+            prices = (
+                override.input_price_per_mtok,
+                override.output_price_per_mtok,
+                override.cached_input_price_per_mtok,
+            )
         else:
             prices = list_prices(kind=provider.kind, model=model_id)
         priced.append(

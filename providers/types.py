@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 ProviderKindName = Literal["anthropic", "openai", "gemini", "ollama"]
+MessageRole = Literal["user", "assistant", "tool"]
 
 
 class _Block(BaseModel):
@@ -62,7 +63,7 @@ class Message(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    role: Literal["user", "assistant", "tool"]
+    role: MessageRole
     content: list[ContentBlock]
 
     @property

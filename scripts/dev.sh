@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The newcomer's entry point: `scripts/dev.sh run|serve|test|lint|setup`.
+# The newcomer's entry point: `scripts/dev.sh run|serve|test|lint|typecheck|setup`.
 # Finds a Python 3.12+ interpreter, keeps .venv in step with requirements.txt,
 # then runs the platform, the test suite or the linters.
 set -euo pipefail
@@ -82,8 +82,12 @@ case "$cmd" in
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
     ;;
+  typecheck)
+    setup
+    "$VENV/bin/mypy"
+    ;;
   *)
-    echo "usage: scripts/dev.sh run|serve|test|lint|setup [pytest args]" >&2
+    echo "usage: scripts/dev.sh run|serve|test|lint|typecheck|setup [pytest args]" >&2
     exit 2
     ;;
 esac

@@ -1,5 +1,7 @@
 """factory_boy factories for the platform's models."""
 
+from typing import TYPE_CHECKING, Any, TypeVar
+
 import factory
 
 from accounts.models import User
@@ -8,8 +10,19 @@ from mcp_servers.models import McpServer
 from prompts.models import SystemPrompt
 from usage.models import UsageRecord
 
+T = TypeVar("T")
 
-class UserFactory(factory.django.DjangoModelFactory):
+if TYPE_CHECKING:
+    # ``SomeFactory(...)`` goes through factory_boy's untyped metaclass and returns the model, not the
+    # factory: this declares that to the type checker (which otherwise accepts only instances from __new__).
+    class ModelFactory(factory.django.DjangoModelFactory[T]):
+        def __new__(cls, **kwargs: Any) -> T: ...  # type: ignore[misc]
+
+else:
+    ModelFactory = factory.django.DjangoModelFactory
+
+
+class UserFactory(ModelFactory[User]):
     class Meta:
         model = User
         django_get_or_create = ("username",)
@@ -19,7 +32,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.django.Password("pass-word-123")
 
 
-class PromptFactory(factory.django.DjangoModelFactory):
+class PromptFactory(ModelFactory[SystemPrompt]):
     class Meta:
         model = SystemPrompt
 
@@ -29,7 +42,7 @@ class PromptFactory(factory.django.DjangoModelFactory):
     visibility = "private"
 
 
-class ChatFactory(factory.django.DjangoModelFactory):
+class ChatFactory(ModelFactory[Chat]):
     class Meta:
         model = Chat
 
@@ -37,7 +50,7 @@ class ChatFactory(factory.django.DjangoModelFactory):
     title = factory.Sequence(lambda n: f"chat {n}")
 
 
-class MessageFactory(factory.django.DjangoModelFactory):
+class MessageFactory(ModelFactory[Message]):
     class Meta:
         model = Message
 
@@ -47,7 +60,7 @@ class MessageFactory(factory.django.DjangoModelFactory):
     content = factory.LazyFunction(lambda: [{"type": "text", "text": "hello"}])
 
 
-class McpServerFactory(factory.django.DjangoModelFactory):
+class McpServerFactory(ModelFactory[McpServer]):
     class Meta:
         model = McpServer
 
@@ -56,7 +69,7 @@ class McpServerFactory(factory.django.DjangoModelFactory):
     command = "mcp-server-time"
 
 
-class UsageRecordFactory(factory.django.DjangoModelFactory):
+class UsageRecordFactory(ModelFactory[UsageRecord]):
     class Meta:
         model = UsageRecord
 

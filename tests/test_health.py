@@ -1,5 +1,7 @@
 """Liveness and readiness probes."""
 
+from typing import Any
+
 import pytest
 from django.conf import settings
 from django.db.utils import ConnectionHandler
@@ -27,7 +29,7 @@ def test_readyz_checks_database_and_redis(client):
 
 
 def _unreachable_database() -> dict:
-    db = dict(settings.DATABASES["default"])
+    db: dict[str, Any] = dict(settings.DATABASES["default"])
     db["OPTIONS"] = {}
     if db["ENGINE"].endswith("postgresql"):
         db.update(HOST="127.0.0.1", PORT="1", OPTIONS={"connect_timeout": 2})

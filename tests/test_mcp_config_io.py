@@ -2,6 +2,8 @@
 
 import io
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -26,11 +28,11 @@ def import_config(tmp_path, data: object, *args: str) -> str:
     return out.getvalue()
 
 
-def snapshot() -> list[dict]:
+def snapshot() -> list[Mapping[str, Any]]:
     return list(McpServer.objects.order_by("name").values())
 
 
-def fields(name: str) -> dict:
+def fields(name: str) -> Mapping[str, Any]:
     return McpServer.objects.filter(name=name).values(
         "transport",
         "command",

@@ -1,6 +1,7 @@
 """The Anthropic adapter driven through the real SDK against a local server that speaks the Messages API."""
 
 import time
+from typing import Any
 
 import pytest
 
@@ -289,7 +290,13 @@ async def test_invalid_history_is_rejected_with_the_servers_message(wire: Anthro
 
 async def test_usage_counts_cached_input_and_thinking_output(wire: AnthropicWire):
     expected = Usage(input_tokens=1200, output_tokens=300, cache_read_tokens=1000, reasoning_tokens=120)
-    turn = {"text": "ok", "input_tokens": 1200, "cached_tokens": 1000, "output_tokens": 300, "reasoning_tokens": 120}
+    turn: dict[str, Any] = {
+        "text": "ok",
+        "input_tokens": 1200,
+        "cached_tokens": 1000,
+        "output_tokens": 300,
+        "reasoning_tokens": 120,
+    }
     wire.push(Turn(**turn), Turn(**turn))
     adapter = make_adapter(wire)
 
@@ -535,8 +542,14 @@ def _body(messages: list[dict], **extra) -> dict:
 
 
 USER = {"role": "user", "content": "Hi"}
-CALL = {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "t", "input": {}}]}
-RESULT = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}]}
+CALL: dict[str, Any] = {
+    "role": "assistant",
+    "content": [{"type": "tool_use", "id": "toolu_1", "name": "t", "input": {}}],
+}
+RESULT: dict[str, Any] = {
+    "role": "user",
+    "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}],
+}
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from itertools import permutations
 import pytest
 
 from providers.types import (
+    FinishEvent,
     GenerationOptions,
     Message,
     ThinkingBlock,
@@ -76,7 +77,9 @@ async def produce_conversation(kind: str, server) -> list[Message]:
             messages=[question], model=MODELS[kind], tools=TOOLS, system=SYSTEM, options=options
         )
     ]
-    assistant = events[-1].message
+    finish = events[-1]
+    assert isinstance(finish, FinishEvent)
+    assistant = finish.message
     assert [call.name for call in assistant.tool_calls] == ["weather__get_forecast", "clock__now"]
     results = Message(
         role="tool",

@@ -2,7 +2,7 @@
 
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -56,7 +56,7 @@ WEATHER_WIRE = {
 
 
 @pytest.fixture(scope="module")
-def server() -> OllamaWire:
+def server() -> Iterator[OllamaWire]:
     wire = OllamaWire().start()
     yield wire
     wire.stop()

@@ -3,6 +3,7 @@ UTF-8, and errors inside a 200 stream, through the real SDKs against the local w
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -207,7 +208,7 @@ async def test_openai_stream_cut_short_still_finishes_its_tool_calls(monkeypatch
 
 
 def anthropic_start(model: str) -> bytes:
-    message = {
+    message: dict[str, Any] = {
         "id": "msg_1",
         "type": "message",
         "role": "assistant",

@@ -275,6 +275,7 @@ def test_storage_failures_are_retried_once_then_reported_with_the_chat_freed(api
 @pytest.mark.skipif(not settings.REDIS_URL, reason="workers reach each other over the Redis channel layer")
 def test_a_websocket_turn_reaches_a_tab_on_another_worker(user, key, providers):
     import websockets
+    from websockets.typing import Origin
 
     providers["openai"].push(Turn(text="seen on both workers", chunk_size=5))
     chat = ChatFactory(owner=user)
@@ -285,7 +286,7 @@ def test_a_websocket_turn_reaches_a_tab_on_another_worker(user, key, providers):
             return await websockets.connect(
                 f"{url.replace('http', 'ws')}/ws/chats/{chat.pk}/",
                 additional_headers={"Authorization": f"Bearer {key}"},
-                origin="http://127.0.0.1",
+                origin=Origin("http://127.0.0.1"),
             )
 
         async def until_done(ws) -> str:

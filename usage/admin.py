@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from .models import UsageDaily, UsageRecord
@@ -16,9 +16,9 @@ TOTALS_TEMPLATE = "admin/usage/usagerecord/change_list.html"
 USAGE_FILTERS = (("user", admin.RelatedOnlyFieldListFilter), "provider", "model")
 
 
-def _with_totals(response: HttpResponseBase, totals_of: Callable[[QuerySet[Any]], dict[str, Any]]) -> HttpResponseBase:
+def _with_totals(response: HttpResponse, totals_of: Callable[[QuerySet[Any]], dict[str, Any]]) -> HttpResponse:
     # A redirect (e.g. a bad filter) or an error page has no changelist to total.
-    if isinstance(response, TemplateResponse) and "cl" in (response.context_data or {}):
+    if isinstance(response, TemplateResponse) and response.context_data is not None and "cl" in response.context_data:
         totals = totals_of(response.context_data["cl"].queryset)
         totals["tokens"] = totals["input_tokens"] + totals["output_tokens"]
         response.context_data["usage_totals"] = totals
@@ -45,10 +45,10 @@ class UsageRecordAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     change_list_template = TOTALS_TEMPLATE
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj: UsageRecord | None = None) -> bool:
         return False  # append-only
 
-    def changelist_view(self, request: HttpRequest, extra_context=None):  # type: ignore[no-untyped-def]
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         response = super().changelist_view(request, extra_context)
         return _with_totals(response, lambda records: usage_record_totals(records=records))
 
@@ -74,15 +74,15 @@ class UsageDailyAdmin(admin.ModelAdmin):
     change_list_template = TOTALS_TEMPLATE
 
     # Written only by the rollup, which replaces a day's rows whenever it runs.
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj: UsageDaily | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request: HttpRequest, obj: UsageDaily | None = None) -> bool:
         return False
 
-    def changelist_view(self, request: HttpRequest, extra_context=None):  # type: ignore[no-untyped-def]
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         response = super().changelist_view(request, extra_context)
         return _with_totals(response, lambda rows: usage_daily_totals(rows=rows))

@@ -5,6 +5,7 @@ ended, and from live UsageRecord aggregation for every other day (today, or a
 day the rollup has not reached yet).
 """
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import reduce
@@ -31,6 +32,11 @@ TOTALS = {
 
 # The same totals over UsageDaily rows, whose requests are already counted.
 DAILY_TOTALS = {"requests": Sum("requests", default=0), **{name: TOTALS[name] for name in TOTALS if name != "requests"}}
+
+
+def _rows(values: QuerySet[Any, Any]) -> Iterator[dict[str, Any]]:
+    """The rows of ``values(...).annotate(**TOTALS)``: django-stubs types them with the ``values()`` keys alone."""
+    return iter(values)
 
 
 def _midnight(day: date) -> datetime:
@@ -99,12 +105,13 @@ def _usage_by_day(*, user: User, since: datetime | None, until: datetime | None)
     by_day: dict[date, dict[str, Any]] = {}
     if rolled_up:
         daily = UsageDaily.objects.filter(user=user, day__in=rolled_up)
-        for row in daily.values("day").annotate(**DAILY_TOTALS).order_by("day"):
+        for row in _rows(daily.values("day").annotate(**DAILY_TOTALS).order_by("day")):
             by_day[row.pop("day")] = row
     live = usage_records(user=user, since=since, until=until)
     if rolled_up:
         live = live.filter(_outside(rolled_up))
-    for row in live.annotate(day=TruncDate("created_at", tzinfo=UTC)).values("day").annotate(**TOTALS).order_by("day"):
+    by_live_day = live.annotate(day=TruncDate("created_at", tzinfo=UTC)).values("day").annotate(**TOTALS)
+    for row in _rows(by_live_day.order_by("day")):
         by_day[row.pop("day")] = row
     return [{"key": day.isoformat(), **by_day[day]} for day in sorted(by_day)]
 
@@ -126,8 +133,8 @@ def usage_summary(
     groups = []
     if group_by == "provider":
         rows = records.values("provider").annotate(**TOTALS).order_by("provider")
-        groups = [{"key": row.pop("provider"), **row} for row in rows]
+        groups = [{"key": row.pop("provider"), **row} for row in _rows(rows)]
     elif group_by == "model":
         rows = records.values("provider", "model").annotate(**TOTALS).order_by("provider", "model")
-        groups = [{"key": f"{row['provider']}/{row.pop('model')}", **row} for row in rows]
+        groups = [{"key": f"{row['provider']}/{row.pop('model')}", **row} for row in _rows(rows)]
     return {"totals": totals, "group_by": group_by, "groups": groups}

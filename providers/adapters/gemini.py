@@ -284,7 +284,9 @@ def generation_config(request: ChatRequest) -> gt.GenerateContentConfig:
         thinking = gt.ThinkingConfig(
             thinking_budget=options.thinking_budget, include_thoughts=options.thinking_budget != 0
         )
-    tools = [gt.Tool(function_declarations=[_declaration(spec) for spec in request.tools])] if request.tools else None
+    tools: gt.ToolListUnion | None = (
+        [gt.Tool(function_declarations=[_declaration(spec) for spec in request.tools])] if request.tools else None
+    )
     return gt.GenerateContentConfig(
         system_instruction=request.system or None,
         max_output_tokens=options.max_tokens,

@@ -4,9 +4,9 @@ Ollama keys tool results by tool name and gives tool calls no ids (the SDK's mod
 ids are made up here; thinking comes back as plain text with no signature and is replayed only to Ollama.
 """
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import httpx
 import ollama
@@ -73,8 +73,10 @@ class OllamaAdapter(ProviderAdapter):
     async def _stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         builder = MessageBuilder()
         called_tools = False
+        # The SDK types the stream as an AsyncIterator; it is an async generator, which has aclose().
+        stream = await self.client.chat(stream=True, **self._chat_arguments(request))
         # aclosing: a consumer that stops early must release the HTTP connection now, not at garbage collection.
-        async with aclosing(await self.client.chat(stream=True, **self._chat_arguments(request))) as chunks:
+        async with aclosing(cast(AsyncGenerator[ollama.ChatResponse, None], stream)) as chunks:
             async for chunk in chunks:
                 message = chunk.message
                 if message.thinking:

@@ -518,7 +518,7 @@ class AnthropicWire(WireServer):
 
         kind = block["type"]
         if kind == "thinking":
-            opening = {"type": "thinking", "thinking": "", "signature": ""}
+            opening: dict[str, Any] = {"type": "thinking", "thinking": "", "signature": ""}
             deltas = [delta({"type": "thinking_delta", "thinking": part}) for part in pieces(block["thinking"], size)]
             deltas.append(delta({"type": "signature_delta", "signature": block["signature"]}))
         elif kind == "text":

@@ -263,7 +263,9 @@ def _validate_messages(messages: list[Any]) -> list[str]:
             problems += _validate_assistant(message, where)
             calls = message.get("tool_calls")
             if isinstance(calls, list) and calls:
-                open_ids = [call.get("id") for call in calls if isinstance(call, dict)]
+                # An id that is not a string is a problem _validate_assistant reports already.
+                ids = (call.get("id") for call in calls if isinstance(call, dict))
+                open_ids = [call_id for call_id in ids if isinstance(call_id, str)]
         else:
             problems += _validate_content(
                 message.get("content"), where, parts=USER_PART_TYPES if role == "user" else {"text"}

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -132,9 +132,10 @@ class WireServer:
     def url(self) -> str:
         assert self._httpd is not None
         host, port = self._httpd.server_address[:2]
+        assert isinstance(host, str)  # an IPv4 server: (host, port)
         return f"http://{host}:{port}"
 
-    def start(self) -> "WireServer":
+    def start(self) -> Self:
         server = self
 
         class _Handler(BaseHTTPRequestHandler):
