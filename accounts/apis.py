@@ -2,12 +2,14 @@
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from platform_site.pagination import paginated_response
+from platform_site.fields import StrictCharField
+from platform_site.pagination import PageNumberPagination, paginated_response
 
+from .models import User
+from .requests import AuthenticatedRequest
 from .selectors import api_key_get, api_key_list
 from .services import api_key_create, api_key_revoke
 from .throttling import rate_limit_for
@@ -17,7 +19,7 @@ class MeApi(APIView):
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         username = serializers.CharField()
-        email = serializers.EmailField()
+        email = serializers.EmailField(allow_blank=True, help_text="Blank when the account has none.")
         first_name = serializers.CharField()
         last_name = serializers.CharField()
         is_staff = serializers.BooleanField()
@@ -27,11 +29,11 @@ class MeApi(APIView):
         class Meta:
             ref_name = "Me"
 
-        def get_rate_limit_per_minute(self, user) -> int:  # type: ignore[no-untyped-def]
+        def get_rate_limit_per_minute(self, user: User) -> int:
             return rate_limit_for(user)
 
     @extend_schema(responses=OutputSerializer, operation_id="me_retrieve")
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         return Response(self.OutputSerializer(request.user).data)
 
 
@@ -50,8 +52,10 @@ class ApiKeyOutputSerializer(serializers.Serializer):
 
 
 class ApiKeyListCreateApi(APIView):
+    pagination_class = PageNumberPagination
+
     class InputSerializer(serializers.Serializer):
-        name = serializers.CharField(max_length=100)
+        name = StrictCharField(max_length=100)
         expires_at = serializers.DateTimeField(required=False, allow_null=True)
 
         class Meta:
@@ -64,7 +68,7 @@ class ApiKeyListCreateApi(APIView):
             ref_name = "ApiKeyCreated"
 
     @extend_schema(responses=ApiKeyOutputSerializer(many=True), operation_id="keys_list")
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         return paginated_response(
             queryset=api_key_list(user=request.user),
             serializer_class=ApiKeyOutputSerializer,
@@ -73,7 +77,7 @@ class ApiKeyListCreateApi(APIView):
         )
 
     @extend_schema(request=InputSerializer, responses={201: CreatedSerializer}, operation_id="keys_create")
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         issued = api_key_create(owner=request.user, **serializer.validated_data)
@@ -83,6 +87,6 @@ class ApiKeyListCreateApi(APIView):
 
 class ApiKeyRevokeApi(APIView):
     @extend_schema(responses={204: None}, operation_id="keys_revoke")
-    def delete(self, request: Request, key_id: int) -> Response:
+    def delete(self, request: AuthenticatedRequest, key_id: int) -> Response:
         api_key_revoke(api_key=api_key_get(key_id=key_id, user=request.user))
         return Response(status=status.HTTP_204_NO_CONTENT)

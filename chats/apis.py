@@ -1,27 +1,37 @@
 """REST views for chats and their message history."""
 
 import json
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, get_args
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import StreamingHttpResponse
 from django.http.response import HttpResponseBase
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import renderers, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiKey
+from accounts.requests import AuthenticatedRequest
 from platform_site.async_views import AsyncApiView
 from platform_site.db import run_db
 from platform_site.exceptions import Conflict
-from platform_site.pagination import paginated_response
+from platform_site.fields import (
+    StrictBooleanField,
+    StrictCharField,
+    StrictFloatField,
+    StrictIntegerField,
+    StrictSlugField,
+)
+from platform_site.pagination import PageNumberPagination, paginated_response
+from platform_site.schema import ERROR_DESCRIPTIONS, NOT_BLANK_PATTERN, ErrorSerializer, error_responses
 from providers.types import GenerationOptions
 
 from .events import ErrorEvent, Event, TextDelta, ToolCallFinished, ToolCallStarted, TurnDone
-from .models import Role
+from .models import Chat, Role
 from .selectors import chat_get, chat_list, message_list
 from .services import chat_create, chat_delete, chat_update
 from .services.turns import PreparedTurn, TurnRequest, turn_cancel, turn_prepare, turn_start
@@ -41,17 +51,17 @@ class ChatOutputSerializer(serializers.Serializer):
     class Meta:
         ref_name = "Chat"
 
-    def get_mcp_servers(self, chat) -> list[str]:  # type: ignore[no-untyped-def]
+    def get_mcp_servers(self, chat: Chat) -> list[str]:
         return [server.name for server in chat.mcp_servers.all()]
 
 
 class ChatInputSerializer(serializers.Serializer):
-    title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    provider = serializers.SlugField(max_length=50, required=False, allow_null=True, default=None)
-    model = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    system_prompt_id = serializers.IntegerField(required=False, allow_null=True, default=None)
+    title = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
+    provider = StrictSlugField(max_length=50, required=False, allow_null=True, default=None)
+    model = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
+    system_prompt_id = StrictIntegerField(required=False, allow_null=True, default=None)
     mcp_servers = serializers.ListField(
-        child=serializers.CharField(max_length=40), required=False, default=list, max_length=100
+        child=StrictCharField(max_length=40), required=False, default=list, max_length=100
     )
 
     class Meta:
@@ -59,14 +69,16 @@ class ChatInputSerializer(serializers.Serializer):
 
 
 class ChatListCreateApi(APIView):
+    pagination_class = PageNumberPagination
+
     @extend_schema(responses=ChatOutputSerializer(many=True), operation_id="chats_list")
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         return paginated_response(
             queryset=chat_list(user=request.user), serializer_class=ChatOutputSerializer, request=request, view=self
         )
 
     @extend_schema(request=ChatInputSerializer, responses={201: ChatOutputSerializer}, operation_id="chats_create")
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         serializer = ChatInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         chat = chat_create(owner=request.user, **serializer.validated_data)
@@ -77,13 +89,13 @@ class ChatListCreateApi(APIView):
 
 class ChatDetailApi(APIView):
     @extend_schema(responses=ChatOutputSerializer, operation_id="chats_retrieve")
-    def get(self, request: Request, chat_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, chat_id: int) -> Response:
         return Response(ChatOutputSerializer(chat_get(chat_id=chat_id, user=request.user)).data)
 
     @extend_schema(
         request=ChatInputSerializer(partial=True), responses=ChatOutputSerializer, operation_id="chats_update"
     )
-    def patch(self, request: Request, chat_id: int) -> Response:
+    def patch(self, request: AuthenticatedRequest, chat_id: int) -> Response:
         chat = chat_get(chat_id=chat_id, user=request.user)
         serializer = ChatInputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
@@ -91,7 +103,7 @@ class ChatDetailApi(APIView):
         return Response(ChatOutputSerializer(chat_get(chat_id=chat_id, user=request.user)).data)
 
     @extend_schema(responses={204: None}, operation_id="chats_destroy")
-    def delete(self, request: Request, chat_id: int) -> Response:
+    def delete(self, request: AuthenticatedRequest, chat_id: int) -> Response:
         chat_delete(chat=chat_get(chat_id=chat_id, user=request.user))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -145,19 +157,25 @@ def sse_frame(event: str, data: Any) -> str:
 
 
 class TurnInputSerializer(serializers.Serializer):
-    message = serializers.CharField(allow_blank=True, trim_whitespace=False)
-    provider = serializers.SlugField(max_length=50, required=False, allow_null=True)
-    model = serializers.CharField(max_length=200, required=False, allow_blank=True, allow_null=True)
-    system_prompt_id = serializers.IntegerField(required=False, allow_null=True)
-    variables = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False, default=dict)
-    mcp_servers = serializers.ListField(
-        child=serializers.CharField(max_length=40), required=False, allow_null=True, default=None, max_length=100
+    # Blank and over-long messages are the turn's own 400s (empty_message, message_too_long), for every interface.
+    message = StrictCharField(
+        allow_blank=True,
+        trim_whitespace=False,
+        schema_pattern=NOT_BLANK_PATTERN,
+        help_text="Not blank; at most `CHAT_MAX_MESSAGE_CHARS` (100,000 by default) characters.",
     )
-    tools = serializers.BooleanField(required=False, default=True)
-    stream = serializers.BooleanField(required=False, default=False)
-    max_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000)
-    temperature = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=2)
-    thinking_budget = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    provider = StrictSlugField(max_length=50, required=False, allow_null=True)
+    model = StrictCharField(max_length=200, required=False, allow_blank=True, allow_null=True)
+    system_prompt_id = StrictIntegerField(required=False, allow_null=True)
+    variables = serializers.DictField(child=StrictCharField(allow_blank=True), required=False, default=dict)
+    mcp_servers = serializers.ListField(
+        child=StrictCharField(max_length=40), required=False, allow_null=True, default=None, max_length=100
+    )
+    tools = StrictBooleanField(required=False, default=True)
+    stream = StrictBooleanField(required=False, default=False)
+    max_tokens = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000)
+    temperature = StrictFloatField(required=False, allow_null=True, min_value=0, max_value=2)
+    thinking_budget = StrictIntegerField(required=False, allow_null=True, min_value=1)
 
     class Meta:
         ref_name = "TurnInput"
@@ -181,7 +199,7 @@ class TurnInputSerializer(serializers.Serializer):
 
 
 class OneShotInputSerializer(TurnInputSerializer):
-    chat_id = serializers.IntegerField(required=False, allow_null=True)
+    chat_id = StrictIntegerField(required=False, allow_null=True)
 
     class Meta:
         ref_name = "ChatOneShotInput"
@@ -267,7 +285,7 @@ async def turn_response(request: Request, prepared: PreparedTurn, stream: bool) 
         status_code, body = turn_summary(await handle.result())
         return Response(body, status=status_code)
 
-    async def frames():  # type: ignore[no-untyped-def]
+    async def frames() -> AsyncIterator[str]:
         # A client that disconnects stops this generator, not the turn: its task finishes and stores the reply.
         yield ": stream open\n\n"
         async for event in handle.events(heartbeat=settings.CHAT_SSE_HEARTBEAT_SECONDS):
@@ -280,14 +298,61 @@ async def turn_response(request: Request, prepared: PreparedTurn, stream: bool) 
 
 
 def _wants_stream(request: Request, data: dict[str, Any]) -> bool:
-    return bool(data.get("stream")) or "text/event-stream" in request.headers.get("Accept", "")
+    # ?format=sse picks the SSE renderer too: then the answer must be the stream, not the JSON body in one frame.
+    return (
+        bool(data.get("stream"))
+        or "text/event-stream" in request.headers.get("Accept", "")
+        or isinstance(request.accepted_renderer, EventStreamRenderer)
+    )
+
+
+TURN_EVENT_TYPES = sorted(event.model_fields["type"].default for event in get_args(Event))
+
+
+class TurnEventSerializer(serializers.Serializer):
+    event = serializers.ChoiceField(choices=TURN_EVENT_TYPES, help_text="The engine event's type.")
+    # A declared field: the serializer metaclass takes it off the class, so Serializer.data stands.
+    data = serializers.CharField(help_text='The event as a JSON object (see the README\'s "A turn").')  # type: ignore[assignment]
+
+    class Meta:
+        ref_name = "TurnEvent"
+
+
+def _turn_responses() -> dict[Any, Any]:
+    """A turn's answers: JSON, or the event stream; upstream failures keep the JSON answer's body."""
+    json_type, sse_type = "application/json", EventStreamRenderer.media_type
+    # 429 is the caller's own rate or token limit (an Error) or the provider's, after retries (a TurnResult).
+    result_or_error = PolymorphicProxySerializer(
+        component_name="TurnFailure", serializers=[TurnOutputSerializer, ErrorSerializer], resource_type_field_name=None
+    )
+    upstream = "The provider failed after retries (`provider_unavailable`, `provider_timeout`, ...) or the reply "
+    upstream += "could not be stored (`storage_failed`, 503): the body says what was kept."
+    return {
+        (200, json_type): TurnOutputSerializer,
+        (200, sse_type): TurnEventSerializer,
+        # Errors before a stream starts are one `error` event (platform_site.schema documents them so).
+        (429, json_type): OpenApiResponse(result_or_error, description=ERROR_DESCRIPTIONS[429]),
+        (429, sse_type): OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[429]),
+        **{
+            (status, json_type): OpenApiResponse(TurnOutputSerializer, description=upstream)
+            for status in (502, 503, 504)
+        },
+        **error_responses(409),  # turn_in_progress
+    }
 
 
 class ChatMessagesApi(AsyncApiView):
     renderer_classes = [renderers.JSONRenderer, EventStreamRenderer]
+    pagination_class = PageNumberPagination
+
+    def get_renderers(self) -> list[renderers.BaseRenderer]:
+        # The history is JSON only: only a turn (POST) streams.
+        if getattr(getattr(self, "request", None), "method", None) == "GET":
+            return [renderers.JSONRenderer()]
+        return super().get_renderers()
 
     @extend_schema(responses=MessageOutputSerializer(many=True), operation_id="chats_messages_list")
-    async def get(self, request: Request, chat_id: int) -> Response:
+    async def get(self, request: AuthenticatedRequest, chat_id: int) -> Response:
         def page() -> Response:
             chat = chat_get(chat_id=chat_id, user=request.user)
             return paginated_response(
@@ -298,12 +363,12 @@ class ChatMessagesApi(AsyncApiView):
 
     @extend_schema(
         request=TurnInputSerializer,
-        responses={200: TurnOutputSerializer},
+        responses=_turn_responses(),
         operation_id="chats_messages_create",
         description="One turn: the model answers, calling MCP tools as often as it needs. JSON by default; "
         "Server-Sent Events (one event per engine event) with `stream: true` or `Accept: text/event-stream`.",
     )
-    async def post(self, request: Request, chat_id: int) -> HttpResponseBase:
+    async def post(self, request: AuthenticatedRequest, chat_id: int) -> HttpResponseBase:
         serializer = TurnInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         prepared = await turn_prepare(
@@ -317,11 +382,11 @@ class ChatOneShotApi(AsyncApiView):
 
     @extend_schema(
         request=OneShotInputSerializer,
-        responses={200: TurnOutputSerializer},
+        responses=_turn_responses(),
         operation_id="chat_one_shot",
         description="The one-shot form: creates the chat when no chat_id is given.",
     )
-    async def post(self, request: Request) -> HttpResponseBase:
+    async def post(self, request: AuthenticatedRequest) -> HttpResponseBase:
         serializer = OneShotInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         prepared = await turn_prepare(
@@ -343,12 +408,12 @@ class CancelOutputSerializer(serializers.Serializer):
 class ChatCancelApi(AsyncApiView):
     @extend_schema(
         request=None,
-        responses={202: CancelOutputSerializer},
+        responses={202: CancelOutputSerializer, **error_responses(409)},  # 409 no_turn_in_progress
         operation_id="chats_cancel",
         description="Stop the chat's running turn, on whichever worker runs it; what it produced is kept. "
         "409 `no_turn_in_progress` when none is running.",
     )
-    async def post(self, request: Request, chat_id: int) -> Response:
+    async def post(self, request: AuthenticatedRequest, chat_id: int) -> Response:
         if not await turn_cancel(chat_id=chat_id, user=request.user):
             raise Conflict("No turn is running in this chat.", code="no_turn_in_progress")
         return Response({"cancelled": True}, status=status.HTTP_202_ACCEPTED)

@@ -15,6 +15,8 @@ from rest_framework.response import Response
 
 from platform_site.async_views import AsyncApiView as APIView
 from platform_site.exceptions import NotFound, ValidationFailed
+from platform_site.fields import StrictCharField
+from platform_site.schema import error_responses
 
 from .results import ToolInfo
 from .selectors import ServerView, mcp_host_summary, mcp_request, mcp_server_view, mcp_server_views, mcp_tools
@@ -33,7 +35,8 @@ class ServerStatusSerializer(serializers.Serializer):
     connected_since = serializers.DateTimeField(allow_null=True)
     tool_count = serializers.IntegerField()
     calls = serializers.IntegerField()
-    errors = serializers.IntegerField()
+    # A declared field: the serializer metaclass takes it off the class, so Serializer.errors stands.
+    errors = serializers.IntegerField()  # type: ignore[assignment]
     last_call_ms = serializers.IntegerField(allow_null=True)
 
     class Meta:
@@ -138,7 +141,9 @@ class McpServerDetailApi(APIView):
 
 
 class McpServerToolsApi(APIView):
-    @extend_schema(responses=ToolOutputSerializer(many=True), operation_id="mcp_servers_tools_list")
+    @extend_schema(
+        responses={200: ToolOutputSerializer(many=True), **error_responses(503)}, operation_id="mcp_servers_tools_list"
+    )
     async def get(self, request: Request, name: str) -> Response:
         return Response(_tools_data(await mcp_tools(server=name)))
 
@@ -152,7 +157,7 @@ class McpToolListApi(APIView):
 class McpServerReconnectApi(APIView):
     permission_classes = [IsAuthenticated, IsAdminUser]
 
-    @extend_schema(request=None, responses={202: None}, operation_id="mcp_servers_reconnect")
+    @extend_schema(request=None, responses={202: None, **error_responses(503)}, operation_id="mcp_servers_reconnect")
     async def post(self, request: Request, name: str) -> Response:
         await mcp_server_reconnect(name=name)
         return Response(status=status.HTTP_202_ACCEPTED)
@@ -182,7 +187,11 @@ class ArgumentsSerializer(serializers.Serializer):
 class McpToolCallApi(APIView):
     permission_classes = [IsAuthenticated, IsAdminUser]
 
-    @extend_schema(request=ArgumentsSerializer, responses=ToolResultSerializer, operation_id="mcp_tools_call")
+    @extend_schema(
+        request=ArgumentsSerializer,
+        responses={200: ToolResultSerializer, **error_responses(503)},
+        operation_id="mcp_tools_call",
+    )
     async def post(self, request: Request, name: str, tool: str) -> Response:
         serializer = ArgumentsSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -202,7 +211,9 @@ class McpResourceListApi(APIView):
         class Meta:
             ref_name = "McpResources"
 
-    @extend_schema(responses=OutputSerializer, operation_id="mcp_servers_resources_list")
+    @extend_schema(
+        responses={200: OutputSerializer, **error_responses(502, 503)}, operation_id="mcp_servers_resources_list"
+    )
     async def get(self, request: Request, name: str) -> Response:
         async def listing(client: Any) -> dict[str, Any]:
             capabilities = client.server_capabilities
@@ -226,8 +237,8 @@ class McpResourceReadApi(APIView):
             ref_name = "McpResourceContents"
 
     @extend_schema(
-        parameters=[OpenApiParameter("uri", str, required=True)],
-        responses=OutputSerializer,
+        parameters=[OpenApiParameter("uri", str, required=True, pattern=r"\S", description="Not blank.")],
+        responses={200: OutputSerializer, **error_responses(502, 503)},
         operation_id="mcp_servers_resources_read",
     )
     async def get(self, request: Request, name: str) -> Response:
@@ -249,7 +260,9 @@ class McpPromptListApi(APIView):
         class Meta:
             ref_name = "McpPrompts"
 
-    @extend_schema(responses=OutputSerializer, operation_id="mcp_servers_prompts_list")
+    @extend_schema(
+        responses={200: OutputSerializer, **error_responses(502, 503)}, operation_id="mcp_servers_prompts_list"
+    )
     async def get(self, request: Request, name: str) -> Response:
         async def listing(client: Any) -> dict[str, Any]:
             if client.server_capabilities.prompts is None:
@@ -261,7 +274,7 @@ class McpPromptListApi(APIView):
 
 class McpPromptGetApi(APIView):
     class InputSerializer(serializers.Serializer):
-        arguments = serializers.DictField(child=serializers.CharField(), required=False, default=dict)
+        arguments = serializers.DictField(child=StrictCharField(), required=False, default=dict)
 
         class Meta:
             ref_name = "McpPromptArguments"
@@ -273,7 +286,11 @@ class McpPromptGetApi(APIView):
         class Meta:
             ref_name = "McpPrompt"
 
-    @extend_schema(request=InputSerializer, responses=OutputSerializer, operation_id="mcp_servers_prompts_get")
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: OutputSerializer, **error_responses(502, 503)},
+        operation_id="mcp_servers_prompts_get",
+    )
     async def post(self, request: Request, name: str, prompt: str) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

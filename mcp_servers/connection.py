@@ -142,6 +142,7 @@ class ServerConnection:
         self._wake = asyncio.Event()
         self._tools_changed = asyncio.Event()
         self._stopping = False
+        self._reconnecting = False
         self._task: asyncio.Task[None] | None = None
         # status
         self.status: Status = "connecting"
@@ -174,7 +175,16 @@ class ServerConnection:
                 logger.debug("stopping %s", self.spec.name, exc_info=True)
 
     def reconnect(self) -> None:
-        """Drop the current connection (if any) and connect again now."""
+        """Drop the current connection (if any) and connect again now.
+
+        From now on the server is "connecting": calls wait for the new connection (as at start-up)
+        instead of reaching the old one while it closes, which answers them "connection closed".
+        """
+        if not self._stopping:
+            self._reconnecting = True
+            self._client = None
+            self.status = "connecting"
+            self._settled.clear()
         self._dead.set()
         self._wake.set()
 
@@ -220,6 +230,7 @@ class ServerConnection:
     async def _run(self) -> None:
         backoff = self._backoff_initial
         while not self._stopping:
+            self._reconnecting = False
             self.status = "connecting"
             self._settled.clear()
             self._dead = asyncio.Event()
@@ -234,13 +245,17 @@ class ServerConnection:
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:
-                self._fail(describe(exc))
-                logger.warning("MCP server %s: %s", self.spec.name, self.last_error)
+                if not self._reconnecting:  # a reconnect's teardown of the old connection may fail: no news
+                    self._fail(describe(exc))
+                    logger.warning("MCP server %s: %s", self.spec.name, self.last_error)
             finally:
                 self._client = None
                 self.connected_since = None
             if self._stopping:
                 break
+            if self._reconnecting:
+                backoff = self._backoff_initial
+                continue  # at once, still "connecting": calls are waiting for this attempt
             if self.status != "error":
                 self._fail("connection closed")
             delay = backoff * random.uniform(0.8, 1.2) if retry_later else None  # noqa: S311

@@ -18,6 +18,7 @@ from .models import McpServer
 from .results import ServerStatus, ToolInfo
 
 RESOURCE_NOT_FOUND = -32002
+CONNECTION_CLOSED = -32000
 INVALID_PARAMS = -32602
 
 
@@ -86,11 +87,29 @@ async def mcp_tools(*, server: str | None = None) -> list[ToolInfo]:
     return await host.atools([server])
 
 
+async def _arequest(server: str, what: str, call: Any) -> Any:
+    host = get_host()
+    try:
+        return await host.arequest(server, what, call)
+    except MCPError as exc:
+        if exc.code != CONNECTION_CLOSED:
+            raise
+    # The connection went away under the request (a reconnect or reload restarts it). These requests only
+    # read: wait for the new connection (MCP_READY_WAIT at most) and ask once more.
+    await host.await_ready()
+    try:
+        return await host.arequest(server, what, call)
+    except MCPError as exc:
+        if exc.code == CONNECTION_CLOSED:
+            raise ServerUnavailable(server, "error", f"MCP server {server!r} lost its connection.") from exc
+        raise
+
+
 async def mcp_request(*, server: str, what: str, call: Any) -> Any:
     """A resources/prompts request to one server, with host errors mapped to API errors."""
     await mcp_server_view(name=server)
     try:
-        return await get_host().arequest(server, what, call)
+        return await _arequest(server, what, call)
     except UnknownServer as exc:
         raise NotFound(f"Unknown MCP server {server!r}.", code="unknown_mcp_server") from exc
     except ServerUnavailable as exc:

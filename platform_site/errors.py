@@ -6,9 +6,11 @@ Every error body is ``{"error": {"code", "message", "details"}}``. Services rais
 
 from typing import Any
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
@@ -34,16 +36,22 @@ def _first_message(detail: Any) -> str:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
-        response = Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+        error_response = Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
         if isinstance(exc, RateLimited):
-            response["Retry-After"] = str(exc.retry_after)
-        return response
+            error_response["Retry-After"] = str(exc.retry_after)
+        return error_response
 
     if isinstance(exc, RequestDataTooBig):
         return Response(
             error_body("request_too_large", "Request body exceeds the allowed size."),
             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
+
+    # DRF answers these two Django exceptions as its own NotFound and PermissionDenied: shape them alike.
+    if isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound(*exc.args)
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf_exceptions.PermissionDenied(*exc.args)
 
     response = drf_exception_handler(exc, context)
     if response is None:
@@ -64,6 +72,8 @@ def _wants_json(request: HttpRequest) -> bool:
     return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
 
 
+# Exempt: it changes nothing, and CSRF's HTML 403 would hide the 404 of a write to an unknown API path.
+@csrf_exempt
 def api_not_found(request: HttpRequest) -> JsonResponse:
     return JsonResponse(error_body("not_found", f"No such resource: {request.path}"), status=404)
 

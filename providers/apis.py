@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from platform_site.async_views import AsyncApiView as AsyncAPIView
 
+from .models import Provider
 from .registry import adapter_class, provider_base_url, provider_is_configured, public_url
 from .selectors import aprovider_get, provider_health, provider_list, provider_models
 
@@ -38,14 +39,14 @@ class ProviderOutputSerializer(serializers.Serializer):
     class Meta:
         ref_name = "Provider"
 
-    def get_configured(self, provider) -> bool:  # type: ignore[no-untyped-def]
+    def get_configured(self, provider: Provider) -> bool:
         return provider_is_configured(provider)
 
-    def get_base_url(self, provider) -> str | None:  # type: ignore[no-untyped-def]
+    def get_base_url(self, provider: Provider) -> str | None:
         return public_url(provider_base_url(provider))
 
     @extend_schema_field(CapabilitiesSerializer)
-    def get_capabilities(self, provider) -> dict:  # type: ignore[no-untyped-def]
+    def get_capabilities(self, provider: Provider) -> dict:
         return adapter_class(provider.kind).capabilities.model_dump()
 
 

@@ -1,6 +1,6 @@
 """GET /api/usage: the caller's totals, grouped by provider, model or day, within since/until."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 def _record(user, when: str, **fields):
     record = UsageRecordFactory(user=user, **fields)
-    moment = timezone.make_aware(datetime.fromisoformat(when), timezone.UTC)
+    moment = timezone.make_aware(datetime.fromisoformat(when), UTC)
     UsageRecord.objects.filter(pk=record.pk).update(created_at=moment)
     return record
 
@@ -100,3 +100,19 @@ def test_bad_filters_are_400(api, query, field):
 
     assert response.status_code == 400
     assert field in response.json()["error"]["details"]
+
+
+def test_any_iso_offset_is_read_in_utc(api, records):
+    # -21:07 is valid ISO 8601 but beyond what PostgreSQL takes (±15:59): it is read as the same moment in UTC.
+    odd = api.get("/api/usage?since=2026-02-28T02:53:00-21:07").json()
+    utc = api.get("/api/usage?since=2026-03-01T00:00:00Z").json()
+
+    assert odd["totals"] == utc["totals"]
+    assert odd["totals"]["requests"] == 3
+
+
+def test_an_offset_past_the_calendar_is_400(api):
+    response = api.get("/api/usage?since=0001-01-01T00:00:00%2B23:59")
+
+    assert response.status_code == 400
+    assert "since" in response.json()["error"]["details"]

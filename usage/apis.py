@@ -1,14 +1,15 @@
 """REST view of the caller's usage."""
 
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from accounts.requests import AuthenticatedRequest
 
 from .selectors import usage_summary
 
@@ -22,7 +23,14 @@ def _parse_moment(value: str) -> datetime:
         moment = datetime.combine(day, time.min)
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment, timezone.get_default_timezone())
-    return moment
+    # In UTC: ISO allows offsets to ±23:59, PostgreSQL only to ±15:59.
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # an offset that takes year 1 or 9999 out of range
+        raise ValueError(value) from None
+
+
+MOMENT_SCHEMA = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}
 
 
 class MomentField(serializers.Field):
@@ -81,14 +89,15 @@ class UsageApi(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("group_by", str, enum=["provider", "model", "day"]),
-            OpenApiParameter("since", str, description="ISO date or datetime, inclusive."),
-            OpenApiParameter("until", str, description="ISO date or datetime, exclusive."),
+            OpenApiParameter("since", MOMENT_SCHEMA, description="ISO date or datetime, inclusive."),
+            OpenApiParameter("until", MOMENT_SCHEMA, description="ISO date or datetime, exclusive; not before since."),
         ],
         responses=OutputSerializer,
         operation_id="usage_retrieve",
     )
-    def get(self, request: Request) -> Response:
-        filters = self.FilterSerializer(data=request.query_params)
+    def get(self, request: AuthenticatedRequest) -> Response:
+        # A plain dict, not the QueryDict: DRF reads an empty value in a QueryDict (?group_by=) as "not given".
+        filters = self.FilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
         summary = usage_summary(user=request.user, **filters.validated_data)
         return Response(self.OutputSerializer(summary).data)
