@@ -11,6 +11,7 @@ from typing import Any
 from adrf.views import APIView
 from asgiref.sync import iscoroutinefunction
 from django.http.response import HttpResponseBase
+from rest_framework import views as drf_views
 from rest_framework.request import Request
 
 from .db import run_db
@@ -26,7 +27,7 @@ class AsyncApiView(APIView):
         try:
             await run_db(self._initial, request, *args, **kwargs)
             method = request.method.lower()
-            handler = getattr(self, method, self.http_method_not_allowed)
+            handler: Any = getattr(self, method, self.http_method_not_allowed)  # adrf is untyped
             if method not in self.http_method_names:
                 handler = self.http_method_not_allowed
             response = handler(request, *args, **kwargs)
@@ -40,3 +41,8 @@ class AsyncApiView(APIView):
     def _initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         self.initial(request, *args, **kwargs)
         request.user  # noqa: B018  (authenticate here, in the database thread, not later on the loop)
+
+    def check_throttles(self, request: Request) -> None:
+        # adrf's version calls async_to_sync even with no async throttle: a new event loop in a new
+        # thread on every request. Every throttle here is sync, so DRF's own loop does.
+        drf_views.APIView.check_throttles(self, request)

@@ -6,6 +6,8 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from platform_site.sql import Statement, insert
+
 from .models import UsageDaily, UsageRecord, UsageRollup
 from .selectors import TOTALS
 
@@ -38,6 +40,11 @@ def usage_record_create(
         cost=cost,
         latency_ms=latency_ms,
     )
+
+
+def usage_record_statement(**fields: object) -> Statement:
+    """The row ``usage_record_create`` stores (same keyword arguments), as a Statement to send with other writes."""
+    return insert(UsageRecord, {**fields, "created_at": timezone.now()})
 
 
 def utc_midnight(day: date) -> datetime:

@@ -11,17 +11,27 @@ write can be retried as it was.
 import threading
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from platform_site.sql import FIRST_ID, Statement, insert, insert_many, prepared_values, run_together, update
 from providers.pricing import cost_for
-from providers.types import CONTENT_BLOCKS, FinishEvent, Message, TextBlock, ToolCallBlock, ToolResultBlock
+from providers.types import (
+    CONTENT_BLOCKS,
+    ContentBlock,
+    FinishEvent,
+    Message,
+    MessageRole,
+    TextBlock,
+    ToolCallBlock,
+    ToolResultBlock,
+)
 from usage.limits import limits_add_tokens
-from usage.services import usage_record_create
+from usage.services import usage_record_statement
 
 from ...models import Chat, Role, ToolExecution
 from ...models import Message as MessageRow
@@ -55,30 +65,130 @@ class TurnStore:
         chat = p.chat
         now = timezone.now()
         lease = now + timedelta(seconds=settings.CHAT_TURN_LEASE_SECONDS)
-        with transaction.atomic():
-            if chat.pk is None:
-                chat.title = _title(p.message)
-                chat.provider = p.provider
-                chat.model = p.model
-                chat.turn_id, chat.turn_owner, chat.turn_lease_until = self.turn_id, self.owner, lease
-                chat.save(force_insert=True)
-                history, position = [], 0
-            else:
-                fields: dict[str, Any] = {"turn_id": self.turn_id, "turn_owner": self.owner, "turn_lease_until": lease}
-                if not chat.title:
-                    fields["title"] = chat.title = _title(p.message)
-                taken = (
-                    Chat.objects.filter(pk=chat.pk).filter(Q(turn_id="") | Q(turn_lease_until__lt=now)).update(**fields)
-                )
-                if not taken:
-                    raise TurnInProgress()
-                history, position = history_load(chat_id=chat.pk)
-            row = MessageRow.objects.create(
-                chat=chat, position=position, role=Role.USER, content=[{"type": "text", "text": p.message}]
+        content = [{"type": "text", "text": p.message}]
+        if chat.pk is None:
+            chat.title = _title(p.message)
+            chat.provider = p.provider
+            chat.model = p.model
+            chat.turn_id, chat.turn_owner, chat.turn_lease_until = self.turn_id, self.owner, lease
+            chat.created_at = chat.updated_at = now
+            new_chat = insert(
+                Chat,
+                {
+                    "owner_id": chat.owner_id,
+                    "title": chat.title,
+                    "provider_id": p.provider.pk,
+                    "model": p.model,
+                    "system_prompt_id": chat.system_prompt_id,
+                    "created_at": now,
+                    "updated_at": now,
+                    "turn_id": self.turn_id,
+                    "turn_owner": self.owner,
+                    "turn_lease_until": lease,
+                },
+                returning_id=True,
             )
+            chat.pk, row_id = run_together(
+                [new_chat, self._message(chat_id=FIRST_ID, role=Role.USER, content=content, created_at=now)]
+            )
+            chat._state.adding = False
+            history: list[Message] = []
+            position = 0
+        else:
+            fields: dict[str, Any] = {"turn_id": self.turn_id, "turn_owner": self.owner, "turn_lease_until": lease}
+            if not chat.title:
+                fields["title"] = _title(p.message)
+            if connection.vendor == "postgresql":
+                history, position, row_id = self._take_postgres(fields=fields, now=now, content=content)
+            else:
+                history, position, row_id = self._take(fields=fields, now=now, content=content)
+            chat.title = fields.get("title", chat.title)
         self.position = position + 1
-        self.message_ids.append(row.pk)
-        return [*history, Message.user(p.message)], row.pk
+        self.message_ids.append(row_id)
+        user_message = Message.user(p.message)
+        _remember(row_id, now, user_message)
+        return [*history, user_message], row_id
+
+    def _take(
+        self, *, fields: dict[str, Any], now: Any, content: list[dict[str, Any]]
+    ) -> tuple[list[Message], int, int]:
+        """Take the chat and store the user message in one transaction: the history before it, its position, id."""
+        chat = self.prepared.chat
+        with transaction.atomic():
+            taken = Chat.objects.filter(pk=chat.pk).filter(Q(turn_id="") | Q(turn_lease_until__lt=now)).update(**fields)
+            if not taken:
+                raise TurnInProgress()
+            history, position = history_load(chat_id=chat.pk)
+            self.position = position
+            (row_id,) = run_together([self._message(role=Role.USER, content=content, created_at=now)])
+        return history, position, row_id
+
+    def _take_postgres(
+        self, *, fields: dict[str, Any], now: Any, content: list[dict[str, Any]]
+    ) -> tuple[list[Message], int, int]:
+        """``_take`` as one statement: take the chat, add the message at the next position, read the keys before it.
+
+        The UPDATE's condition is the lock: when another turn holds the chat, nothing is inserted and no row
+        comes back. The SELECT sees the table as the statement began, so the history is the one before the
+        new message.
+        """
+        quote = connection.ops.quote_name
+        chat_table, message_table = quote(Chat._meta.db_table), quote(MessageRow._meta.db_table)
+        chat_id, position_column, created = quote("id"), quote("position"), quote("created_at")
+        set_columns, set_params = prepared_values(Chat, fields)
+        columns, params = prepared_values(MessageRow, self._message_values(role=Role.USER, content=content, now=now))
+        sql = f"""
+            WITH taken AS (
+                UPDATE {chat_table} SET {", ".join(f"{column} = %s" for column in set_columns)}
+                WHERE {chat_id} = %s AND ({quote("turn_id")} = '' OR {quote("turn_lease_until")} < %s)
+                RETURNING {chat_id}
+            ), added AS (
+                INSERT INTO {message_table} ({quote("chat_id")}, {position_column}, {", ".join(columns)})
+                SELECT taken.{chat_id}, (
+                    SELECT COALESCE(MAX({position_column}) + 1, 0) FROM {message_table} WHERE {quote("chat_id")} = %s
+                ), {", ".join(["%s"] * len(columns))} FROM taken
+                RETURNING {chat_id}, {position_column}
+            )
+            SELECT {chat_id}, NULL, {position_column}, TRUE FROM added
+            UNION ALL
+            SELECT {chat_id}, {created}, {position_column}, FALSE FROM {message_table}
+            WHERE {quote("chat_id")} = %s AND EXISTS (SELECT 1 FROM taken)
+            ORDER BY 4 DESC, 3
+        """  # noqa: S608  (names from model metadata, quoted; every value is a bound parameter)
+        chat_pk = self.prepared.chat.pk
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*set_params, chat_pk, now, chat_pk, *params, chat_pk])
+            rows = cursor.fetchall()
+        if not rows:
+            raise TurnInProgress()
+        (row_id, _, position, _), history_rows = rows[0], rows[1:]
+        return history_messages([(pk, created_at) for pk, created_at, _, _ in history_rows]), position, row_id
+
+    def _message(
+        self, *, role: str, content: list[dict[str, Any]], created_at: Any, chat_id: object = None, **fields: Any
+    ) -> Statement:
+        """The INSERT of this turn's next message (at ``self.position``), returning its id."""
+        values = {
+            "chat_id": self.prepared.chat.pk if chat_id is None else chat_id,
+            "position": self.position,
+            **self._message_values(role=role, content=content, now=created_at, **fields),
+        }
+        return insert(MessageRow, values, returning_id=True)
+
+    @staticmethod
+    def _message_values(*, role: str, content: list[dict[str, Any]], now: Any, **fields: Any) -> dict[str, Any]:
+        values = {
+            "role": role,
+            "content": content,
+            "provider": "",
+            "model": "",
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "finish_reason": "",
+            "created_at": now,
+        }
+        values.update(fields)
+        return values
 
     def renew_lease(self) -> bool:
         """Keep the chat while the turn runs; False if the turn no longer holds it."""
@@ -93,8 +203,13 @@ class TurnStore:
         self.released = True
 
     def _release(self) -> None:
-        Chat.objects.filter(pk=self.prepared.chat.pk, turn_id=self.turn_id).update(
-            turn_id="", turn_owner="", turn_lease_until=None, updated_at=timezone.now()
+        run_together([self._release_statement()])
+
+    def _release_statement(self) -> Statement:
+        return update(
+            Chat,
+            {"turn_id": "", "turn_owner": "", "turn_lease_until": None, "updated_at": timezone.now()},
+            where={"id": self.prepared.chat.pk, "turn_id": self.turn_id},
         )
 
     # --- rounds -----------------------------------------------------------------------------
@@ -104,19 +219,19 @@ class TurnStore:
         p = self.prepared
         usage = finish.usage
         cost = cost_for(kind=p.provider.kind, model=p.model, usage=usage, override=p.price_row)
-        with transaction.atomic():
-            row = MessageRow.objects.create(
-                chat=p.chat,
-                position=self.position,
+        now = timezone.now()
+        statements = [
+            self._message(
                 role=Role.ASSISTANT,
                 content=_dump(finish.message.content),
+                created_at=now,
                 provider=p.provider.name,
                 model=finish.model or p.model,
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
                 finish_reason=finish.reason,
-            )
-            usage_record_create(
+            ),
+            usage_record_statement(
                 user_id=p.user.pk,
                 api_key_id=p.api_key.pk if p.api_key else None,
                 chat_id=p.chat.pk,
@@ -128,19 +243,21 @@ class TurnStore:
                 reasoning_tokens=usage.reasoning_tokens,
                 cost=cost,
                 latency_ms=latency_ms,
-            )
-            if last:
-                self._release()
-        self._committed(row.pk, released=last)
+            ),
+        ]
+        if last:
+            statements.append(self._release_statement())
+        (row_id,) = run_together(statements)
+        self._committed(row_id, now, finish.message, released=last)
         if p.user.tokens_per_minute is not None:
             limits_add_tokens(user_id=p.user.pk, tokens=usage.input_tokens + usage.output_tokens)
-        return row.pk, cost
+        return row_id, cost
 
     def store_tool_results(
         self, *, assistant_id: int, calls: list[ToolCallBlock], results: dict[str, Any], round_number: int
     ) -> tuple[int, Message]:
         """The tool message (what the model sees next) and one ToolExecution per call, in one transaction."""
-        blocks = [
+        blocks: list[ContentBlock] = [
             ToolResultBlock(
                 tool_call_id=call.id,
                 name=call.name,
@@ -149,64 +266,75 @@ class TurnStore:
             )
             for call in calls
         ]
-        with transaction.atomic():
-            row = MessageRow.objects.create(
-                chat=self.prepared.chat, position=self.position, role=Role.TOOL, content=_dump(blocks)
-            )
-            ToolExecution.objects.bulk_create(
-                ToolExecution(
-                    message_id=assistant_id,
-                    tool_call_id=call.id,
-                    round=round_number,
-                    server=results[call.id].server,
-                    tool=results[call.id].tool or call.name,
-                    arguments=call.arguments,
-                    result=results[call.id].content,
-                    is_error=results[call.id].is_error,
-                    duration_ms=results[call.id].duration_ms,
-                )
+        now = timezone.now()
+        executions = insert_many(
+            ToolExecution,
+            [
+                {
+                    "message_id": assistant_id,
+                    "tool_call_id": call.id,
+                    "round": round_number,
+                    "server": results[call.id].server,
+                    "tool": results[call.id].tool or call.name,
+                    "arguments": call.arguments,
+                    "result": results[call.id].content,
+                    "is_error": results[call.id].is_error,
+                    "duration_ms": results[call.id].duration_ms,
+                    "created_at": now,
+                }
                 for call in calls
-            )
-        self._committed(row.pk)
-        return row.pk, Message(role="tool", content=blocks)
+            ],
+        )
+        (row_id,) = run_together([self._message(role=Role.TOOL, content=_dump(blocks), created_at=now), executions])
+        message = Message(role="tool", content=blocks)
+        self._committed(row_id, now, message)
+        return row_id, message
 
     def store_note(self, text: str, *, finish_reason: str, last: bool = True) -> int:
         """An assistant message the model did not finish (partial text, a cancel, the round limit)."""
         p = self.prepared
-        with transaction.atomic():
-            row = MessageRow.objects.create(
-                chat=p.chat,
-                position=self.position,
+        now = timezone.now()
+        blocks: list[ContentBlock] = [TextBlock(text=text)]
+        statements = [
+            self._message(
                 role=Role.ASSISTANT,
-                content=_dump([TextBlock(text=text)]),
+                content=_dump(blocks),
+                created_at=now,
                 provider=p.provider.name,
                 model=p.model,
                 finish_reason=finish_reason,
             )
-            if last:
-                self._release()
-        self._committed(row.pk, released=last)
-        return row.pk
+        ]
+        if last:
+            statements.append(self._release_statement())
+        (row_id,) = run_together(statements)
+        self._committed(row_id, now, Message(role="assistant", content=blocks), released=last)
+        return row_id
 
-    def _committed(self, message_id: int, *, released: bool = False) -> None:
+    def _committed(self, message_id: int, created_at: Any, message: Message, *, released: bool = False) -> None:
         self.position += 1
         self.message_ids.append(message_id)
         self.released = self.released or released
+        _remember(message_id, created_at, message)
 
 
 # --- reading history ----------------------------------------------------------------------------
 
 
 def history_load(*, chat_id: int) -> tuple[list[Message], int]:
-    """The chat's canonical history and the next free position.
-
-    One query for the messages' keys in order; the content of those this process has not parsed yet in a
-    second. A key is the id with the creation time: SQLite may hand out a deleted row's id again.
-    """
+    """The chat's canonical history and the next free position."""
     rows = list(
         MessageRow.objects.filter(chat_id=chat_id).order_by("position").values_list("id", "created_at", "position")
     )
-    keys = [(pk, created) for pk, created, _ in rows]
+    return history_messages([(pk, created) for pk, created, _ in rows]), (rows[-1][2] + 1 if rows else 0)
+
+
+def history_messages(keys: list[tuple[int, Any]]) -> list[Message]:
+    """The canonical messages of these keys (in order): parsed once per process, the rest read in one query.
+
+    A key is the id with the creation time: SQLite may hand out a deleted row's id again. The messages a
+    turn of this process writes are remembered as it writes them, so its next turn reads no content.
+    """
     fresh: dict[tuple[int, Any], Message | None] = {}
     missing = [key for key in keys if key not in _parsed]
     if missing:
@@ -220,14 +348,20 @@ def history_load(*, chat_id: int) -> tuple[list[Message], int]:
             if len(_parsed) + len(fresh) > _PARSED_LIMIT:
                 _parsed.clear()
             _parsed.update(fresh)
-    messages = [message for key in keys if (message := fresh[key] if key in fresh else _parsed.get(key)) is not None]
-    return messages, (rows[-1][2] + 1 if rows else 0)
+    return [message for key in keys if (message := fresh[key] if key in fresh else _parsed.get(key)) is not None]
+
+
+def _remember(message_id: int, created_at: Any, message: Message) -> None:
+    with _parsed_lock:
+        if len(_parsed) >= _PARSED_LIMIT:
+            _parsed.clear()
+        _parsed[(message_id, created_at)] = message if message.content else None  # as _canonical reads it
 
 
 def _canonical(role: str, content: list[dict[str, Any]]) -> Message | None:
     if role not in (Role.USER, Role.ASSISTANT, Role.TOOL) or not content:
         return None
-    return Message(role=role, content=CONTENT_BLOCKS.validate_python(content))
+    return Message(role=cast(MessageRole, role), content=CONTENT_BLOCKS.validate_python(content))
 
 
 def _dump(blocks: list[Any]) -> list[dict[str, Any]]:
