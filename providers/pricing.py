@@ -7,10 +7,14 @@ logged once per process, never an exception.
 """
 
 import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from genai_prices import Usage as PriceUsage
-from genai_prices import calc_price
+from genai_prices.data_snapshot import get_snapshot
+from genai_prices.types import ModelPrice, TieredPrices
 
 from .models import ProviderKind, ProviderModel
 from .types import Usage
@@ -42,22 +46,77 @@ def cost_for(*, kind: str, model: str, usage: Usage, override: ProviderModel | N
     if provider_id is None:
         return Decimal(0)
     try:
-        price = calc_price(
-            PriceUsage(
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_read_tokens=usage.cache_read_tokens,
-                cache_write_tokens=usage.cache_write_tokens,
-            ),
-            model,
-            provider_id=provider_id,
-        )
+        _provider, info = get_snapshot().find_provider_model(model, None, provider_id, None)
     except LookupError:
         if (kind, model) not in _unpriced_logged:
             _unpriced_logged.add((kind, model))
             logger.warning("no price known for %s model %r: counting its cost as 0", kind, model)
         return Decimal(0)
-    return Decimal(price.total_price)
+    cached = usage.cache_read_tokens + usage.cache_write_tokens
+    if cached > usage.input_tokens:  # the cached parts are parts of the input: a server that says otherwise
+        usage = usage.model_copy(update={"input_tokens": cached})
+    price = info.get_prices(datetime.now(UTC))
+    rates = _linear_rates(price)
+    if rates is not None:
+        return rates.cost(usage)
+    return Decimal(price.calc_price(_price_usage(usage))["total_price"])
+
+
+def _price_usage(usage: Usage) -> PriceUsage:
+    return PriceUsage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+    )
+
+
+@dataclass(frozen=True)
+class _Rates:
+    """USD per million of each kind of token, for a price that is linear in them (no tiers)."""
+
+    uncached_input: Decimal
+    output: Decimal
+    cache_read: Decimal
+    cache_write: Decimal
+
+    def cost(self, usage: Usage) -> Decimal:
+        uncached = usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens
+        total = (
+            uncached * self.uncached_input
+            + usage.output_tokens * self.output
+            + usage.cache_read_tokens * self.cache_read
+            + usage.cache_write_tokens * self.cache_write
+        )
+        return total / MILLION
+
+
+# genai-prices recomputes its unit registry on every calc_price (about half a millisecond, on every turn's
+# write), so a price without tiers is read once as four rates: exact, since it is linear in the counts.
+_rates: dict[int, tuple[ModelPrice, _Rates | None]] = {}
+_rates_lock = threading.Lock()
+
+
+def _linear_rates(price: ModelPrice) -> _Rates | None:
+    cached = _rates.get(id(price))
+    if cached is not None and cached[0] is price:
+        return cached[1]
+    rates = None
+    if not any(isinstance(value, TieredPrices) for value in vars(price).values()):
+
+        def per_million(**tokens: int) -> Decimal:
+            return Decimal(price.calc_price(PriceUsage(**tokens))["total_price"])
+
+        uncached = per_million(input_tokens=1_000_000)
+        rates = _Rates(
+            uncached_input=uncached,
+            output=per_million(output_tokens=1_000_000),
+            cache_read=per_million(input_tokens=1_000_000, cache_read_tokens=1_000_000),
+            cache_write=per_million(input_tokens=1_000_000, cache_write_tokens=1_000_000),
+        )
+    with _rates_lock:
+        _rates[id(price)] = (price, rates)  # the price object is kept, so its id is not reused
+    return rates
 
 
 def list_prices(*, kind: str, model: str) -> tuple[Decimal | None, Decimal | None, Decimal | None]:

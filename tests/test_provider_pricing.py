@@ -3,6 +3,8 @@
 from decimal import Decimal
 
 import pytest
+from genai_prices import Usage as PriceUsage
+from genai_prices import calc_price
 
 from providers.models import Provider, ProviderModel
 from providers.pricing import cost_for, list_prices
@@ -54,3 +56,48 @@ def test_list_prices_per_million():
     assert list_prices(kind="openai", model="gpt-4o-mini") == (Decimal("0.15"), Decimal("0.6"), Decimal("0.075"))
     assert list_prices(kind="openai", model="unknown-model-x") == (None, None, None)
     assert list_prices(kind="ollama", model="llama3.2") == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("kind", "model"),
+    [
+        ("anthropic", "claude-sonnet-4-5"),  # cache reads and writes priced
+        ("openai", "gpt-4o-mini"),  # no cache-write price
+        ("gemini", "gemini-2.5-flash"),
+        ("gemini", "gemini-2.5-pro"),  # tiered above 200k input tokens: never read as linear rates
+    ],
+)
+@pytest.mark.parametrize(
+    "usage",
+    [
+        Usage(input_tokens=1234, output_tokens=567),
+        Usage(input_tokens=300_000, output_tokens=5, cache_read_tokens=1000, cache_write_tokens=200),
+        Usage(input_tokens=7, cache_read_tokens=7),
+        Usage(input_tokens=250_001, output_tokens=99_999, cache_write_tokens=250_000),
+    ],
+)
+def test_cost_is_exactly_what_genai_prices_computes(kind, model, usage):
+    expected = calc_price(
+        PriceUsage(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+        ),
+        model,
+        provider_id={"anthropic": "anthropic", "openai": "openai", "gemini": "google"}[kind],
+    ).total_price
+
+    assert cost_for(kind=kind, model=model, usage=usage) == Decimal(expected)
+
+
+def test_cached_tokens_beyond_the_input_count_as_input_not_as_an_error():
+    # A server that reports more cached than input tokens: the cached parts are counted as the whole input.
+    odd = Usage(input_tokens=10, cache_read_tokens=20, output_tokens=5)
+
+    cost = cost_for(kind="anthropic", model="claude-sonnet-4-5", usage=odd)
+
+    assert cost == cost_for(
+        kind="anthropic", model="claude-sonnet-4-5", usage=odd.model_copy(update={"input_tokens": 20})
+    )
+    assert cost == Decimal("0.000081")  # 20 cache reads at $0.30/M + 5 output at $15/M
