@@ -85,7 +85,7 @@ class ErrorEvent(_Event):
 
 class TurnDone(_Event):
     type: Literal["turn_done"] = "turn_done"
-    chat_id: int
+    chat_id: int | None  # None only when a turn that was to create its chat could not store it
     success: bool
     finish_reason: str
     message_ids: list[int]

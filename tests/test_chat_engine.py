@@ -12,7 +12,7 @@ from chats.models import Chat, Message
 from providers.models import Provider, ProviderModel
 from usage.models import UsageRecord
 
-from .conftest import client_for
+from .conftest import client_for, wait_until
 from .factories import ChatFactory, PromptFactory
 from .fakes.providers import MODELS
 from .fakes.wire import Fail, Turn
@@ -255,3 +255,66 @@ def test_query_count_does_not_grow_with_history(api, user, providers):
     # and the content, store the user message (in a savepoint of its own) 8; store and free 5.
     expected = {"postgresql": 5, "sqlite": 15}[connection.vendor]
     assert count(short) == count(long) == expected
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_new_chat_is_stored_while_the_model_answers_and_its_events_start_with_it(user, providers, monkeypatch):
+    from asgiref.sync import sync_to_async
+
+    from chats.services.turns import TurnRequest, turn_prepare, turn_start
+    from chats.services.turns.history import TurnStore
+
+    # given a chat insert that only begins once the model has been asked
+    real_start = TurnStore.start
+    asked_before_the_insert = []
+
+    def start_after_the_request(self):
+        asked_before_the_insert.append(
+            bool(wait_until(lambda: providers["openai"].requests_to("/chat/completions"), seconds=5))
+        )
+        return real_start(self)
+
+    monkeypatch.setattr(TurnStore, "start", start_after_the_request)
+    providers["openai"].push(Turn(text="Hello back"))
+
+    # when a turn creates its chat
+    prepared = await turn_prepare(
+        user=user, chat_id=None, request=TurnRequest(message="Hi", provider="openai", model=MODELS["openai"])
+    )
+    events = await (await turn_start(prepared)).result()
+
+    # then turn_started still comes first, naming the stored chat and user message, and the reply follows it
+    kinds = [event.type for event in events]
+    assert (kinds[0], kinds[-1]) == ("turn_started", "turn_done")
+    assert kinds.index("text_delta") > 0
+    assert asked_before_the_insert == [True]  # the model was asked while the insert waited
+    started = events[0]
+    rows = await sync_to_async(
+        lambda: list(Message.objects.filter(chat_id=started.chat_id).order_by("position").values_list("id", "role"))
+    )()
+    assert [role for _, role in rows] == ["user", "assistant"]
+    assert rows[0][0] == started.user_message_id
+    assert events[-1].chat_id == started.chat_id
+    assert events[-1].success
+
+
+@pytest.mark.django_db
+def test_a_new_chat_that_cannot_be_stored_is_a_clear_503_and_leaves_nothing(api, user, providers, monkeypatch):
+    from django.db import OperationalError
+
+    from chats.services.turns.history import TurnStore
+
+    def broken(self):
+        raise OperationalError("connection lost")
+
+    monkeypatch.setattr(TurnStore, "start", broken)
+    providers["openai"].push(Turn(text="never stored"))
+
+    response = api.post("/api/chat", {"message": "Hi", "provider": "openai", "model": MODELS["openai"]}, format="json")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert (body["success"], body["error"]["code"], body["chat_id"]) == (False, "storage_failed", None)
+    assert body["response"] == "never stored"  # the client has the text; nothing claims it was kept
+    assert Chat.objects.count() == 0
+    assert Message.objects.count() == 0

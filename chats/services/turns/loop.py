@@ -67,29 +67,39 @@ class _Round:
 
 
 async def turn_start(prepared: PreparedTurn) -> "TurnHandle":
-    """Take the chat, store the user message and start the turn; TurnInProgress if the chat is busy."""
+    """Take the chat, store the user message and start the turn; TurnInProgress if the chat is busy.
+
+    A turn that creates its chat cannot find it busy, so its first rows are written while the model
+    already answers: the turn's first event waits for them, and its reply is stored after them.
+    """
     store = TurnStore(prepared, turn_id=uuid.uuid4().hex, owner=await turn_owner_name())
-    history, user_message_id = await run_db(store.start)
-    return TurnHandle(prepared, store, history, user_message_id)
+    if prepared.chat.pk is None:
+        return TurnHandle(prepared, store, asyncio.ensure_future(_write(store.start)))
+    started: asyncio.Future[tuple[list[Message], int]] = asyncio.get_running_loop().create_future()
+    started.set_result(await run_db(store.start))
+    return TurnHandle(prepared, store, started)
 
 
 class TurnHandle:
     """One running turn. ``subscribe()`` gives a queue of its events (with those already sent replayed)."""
 
-    def __init__(self, prepared: PreparedTurn, store: TurnStore, history: list[Message], user_message_id: int) -> None:
+    def __init__(
+        self, prepared: PreparedTurn, store: TurnStore, started: "asyncio.Future[tuple[list[Message], int]]"
+    ) -> None:
         self.prepared = prepared
         self.store = store
-        self.chat_id: int = prepared.chat.pk
+        self.chat_id: int | None = prepared.chat.pk  # known once ``started`` (the history, the user message) is
         self.turn_id = store.turn_id
         self.sent: list[Event] = []
+        self._started = started
+        self._held: list[Event] | None = []  # events of the turn before its TurnStarted
         self.done = asyncio.Event()
         self.loop = asyncio.get_running_loop()
         self._subscribers: list[asyncio.Queue[Event]] = []
         self._cancel = asyncio.Event()
         self._usage = Usage()
         self._cost = Decimal(0)
-        turn_register(self)
-        self.task = self.loop.create_task(self._run(history, user_message_id), name=f"turn:{self.chat_id}")
+        self.task = self.loop.create_task(self._run(), name=f"turn:{self.chat_id or 'new chat'}")
         _RUNNING.add(self.task)
         self.task.add_done_callback(_RUNNING.discard)
 
@@ -125,18 +135,26 @@ class TurnHandle:
         self.loop.call_soon_threadsafe(self._cancel.set)
 
     def _emit(self, event: Event) -> None:
+        if self._held is not None and not isinstance(event, TurnStarted | TurnDone):
+            self._held.append(event)
+            return
         self.sent.append(event)
         for queue in self._subscribers:
             queue.put_nowait(event)
+        if isinstance(event, TurnStarted) and self._held is not None:
+            held, self._held = self._held, None
+            for later in held:
+                self._emit(later)
 
     # --- the turn ----------------------------------------------------------------------------
 
-    async def _run(self, history: list[Message], user_message_id: int) -> None:
+    async def _run(self) -> None:
         p = self.prepared
         rounds = 0
         finish_reason, success = "error", False
         final_id: int | None = None
         lease = asyncio.ensure_future(self._keep_lease())
+        history = [Message.user(p.message)]  # a new chat's, while its rows are being written
         try:
             tools = await self._tools()
             by_name = {tool.namespaced_name: tool for tool in tools}
@@ -144,19 +162,14 @@ class TurnHandle:
                 ToolSpec(name=tool.namespaced_name, description=tool.description, input_schema=tool.input_schema)
                 for tool in tools
             ]
-            self._emit(
-                TurnStarted(
-                    chat_id=self.chat_id,
-                    user_message_id=user_message_id,
-                    provider=p.provider.name,
-                    model=p.model,
-                    tools=sorted(by_name),
-                )
-            )
             adapter = adapter_for(p.provider)
+            if self.chat_id is not None:
+                history = await self._begin(sorted(by_name))
             while True:
                 rounds += 1
                 outcome = await self._provider_round(adapter, history, specs, rounds)
+                if self._held is not None:  # a new chat: its first rows go in before any of the reply
+                    history = await self._begin(sorted(by_name))
                 if outcome.error is not None or outcome.cancelled or outcome.finish is None:
                     finish_reason = "cancelled" if outcome.cancelled else "error"
                     text = "".join(outcome.text)
@@ -207,6 +220,10 @@ class TurnHandle:
             finish_reason, success = "error", False
         finally:
             lease.cancel()
+            if self._held is not None:  # the chat was never stored: what happened still goes out
+                held, self._held = self._held, None
+                for event in held:
+                    self._emit(event)
             if not self.store.released:
                 try:
                     await _write(self.store.release)
@@ -227,6 +244,22 @@ class TurnHandle:
                 )
             )
             self.done.set()
+
+    async def _begin(self, tools: list[str]) -> list[Message]:
+        """Once the chat is taken and the user message stored: the turn is registered and says it started."""
+        history, user_message_id = await self._started
+        self.chat_id = self.prepared.chat.pk
+        turn_register(self)
+        self._emit(
+            TurnStarted(
+                chat_id=self.chat_id,
+                user_message_id=user_message_id,
+                provider=self.prepared.provider.name,
+                model=self.prepared.model,
+                tools=tools,
+            )
+        )
+        return history
 
     async def _keep_lease(self) -> None:
         interval = settings.CHAT_TURN_LEASE_SECONDS / 3
@@ -299,9 +332,11 @@ class TurnHandle:
                     round=round_number,
                 )
             )
-        tasks = {asyncio.ensure_future(_call_tool(call, by_name.get(call.name))): call for call in calls}
+        tasks: dict[asyncio.Future[ToolResult], ToolCallBlock] = {
+            asyncio.ensure_future(_call_tool(call, by_name.get(call.name))): call for call in calls
+        }
         results: dict[str, ToolResult] = {}
-        cancel_wait = asyncio.ensure_future(self._cancel.wait())
+        cancel_wait: asyncio.Future[Any] = asyncio.ensure_future(self._cancel.wait())
         pending = set(tasks)
         cancelled = False
         try:

@@ -16,7 +16,8 @@ import uuid
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers, get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import channel_layers, get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
@@ -50,11 +51,12 @@ def turn_running_here(*, chat_id: int) -> "TurnHandle | None":
 
 
 def turn_register(handle: "TurnHandle") -> None:
+    assert handle.chat_id is not None, "a turn registers once its chat is stored"
     _running[handle.chat_id] = handle
 
 
 def turn_unregister(handle: "TurnHandle") -> None:
-    if _running.get(handle.chat_id) is handle:
+    if handle.chat_id is not None and _running.get(handle.chat_id) is handle:
         del _running[handle.chat_id]
 
 
@@ -77,7 +79,9 @@ async def turn_cancel(*, chat_id: int, user: User) -> bool:
         return True
     if settings.REDIS_URL and chat.turn_owner.startswith(_REMOTE_PREFIX):
         message = {"type": CANCEL, "chat_id": chat_id, "turn_id": chat.turn_id}
-        await get_channel_layer().send(chat.turn_owner.removeprefix(_REMOTE_PREFIX), message)
+        layer = get_channel_layer()
+        assert layer is not None, "settings always configure CHANNEL_LAYERS"
+        await layer.send(chat.turn_owner.removeprefix(_REMOTE_PREFIX), message)
         return True
     return False
 
@@ -110,7 +114,8 @@ async def _receive_forever(ready: Future[str]) -> None:
     # A layer of its own: a channel layer receives on one event loop per instance.
     layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
     try:
-        channel = await layer.new_channel(prefix="turns")
+        # The in-memory and Redis layers take a prefix; their base class in types-channels does not.
+        channel = await layer.new_channel(prefix="turns")  # type: ignore[call-arg]
     except Exception as exc:
         ready.set_exception(exc)
         return
