@@ -20,6 +20,7 @@ from platform_site.async_views import AsyncApiView
 from platform_site.db import run_db
 from platform_site.exceptions import Conflict
 from platform_site.fields import (
+    SharedFieldsSerializer,
     StrictBooleanField,
     StrictCharField,
     StrictFloatField,
@@ -156,7 +157,7 @@ def sse_frame(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, cls=DjangoJSONEncoder)}\n\n"
 
 
-class TurnInputSerializer(serializers.Serializer):
+class TurnInputSerializer(SharedFieldsSerializer):
     # Blank and over-long messages are the turn's own 400s (empty_message, message_too_long), for every interface.
     message = StrictCharField(
         allow_blank=True,

@@ -3,6 +3,7 @@
 import time
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 
 from accounts.throttling import WINDOW, rate_limit_key, rate_limit_window_left
@@ -70,3 +71,12 @@ def test_counter_lives_in_the_shared_cache(user, settings):
     client.get("/api/me")
 
     assert cache.get(rate_limit_key(f"user:{user.pk}", int(time.time() // WINDOW))) == 2
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="the Redis cache backend")
+def test_the_redis_cache_keeps_one_client_per_pool():
+    client = cache._cache  # RedisCache._cache: the client it builds lazily
+
+    assert client.get_client(write=True) is client.get_client(write=True)
+    cache.set("one-client", 1)
+    assert cache.get("one-client") == 1
