@@ -7,7 +7,10 @@ from django.db import models
 
 
 class UsageRecord(models.Model):
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_records")
+    # Indexed by usage_user_created (user first).
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_records", db_index=False
+    )
     api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     chat = models.ForeignKey("chats.Chat", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     provider = models.CharField(max_length=50)
