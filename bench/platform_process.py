@@ -102,6 +102,7 @@ def _command(server: str, port: int, processes: int) -> list[str]:
         sys.executable, "-m", "uvicorn", APPLICATION, "--host", "127.0.0.1", "--port", str(port),
         "--workers", str(processes), "--loop", "uvloop", "--http", "httptools", "--ws", "websockets",
         "--ws-per-message-deflate", "false", "--lifespan", "off", "--no-access-log", "--log-level", "warning",
+        "--timeout-keep-alive", "75",
     ]  # fmt: skip
 
 

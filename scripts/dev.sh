@@ -67,11 +67,13 @@ case "$cmd" in
     ;;
   serve)
     # The production web command: uvicorn (uvloop, httptools), one process per core (WEB_CONCURRENCY).
+    # Keep-alive 75 s, past a load balancer's usual 60 s idle timeout: uvicorn's own 5 s closed connections
+    # that a busy client was about to reuse (ReadError at 256 concurrent turns).
     setup
     exec "$VENV/bin/uvicorn" platform_site.asgi:application \
       --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}" --workers "${WEB_CONCURRENCY:-$(nproc)}" \
       --loop uvloop --http httptools --ws websockets --ws-per-message-deflate false \
-      --lifespan off --no-access-log --proxy-headers
+      --lifespan off --no-access-log --proxy-headers --timeout-keep-alive 75
     ;;
   test)
     setup
