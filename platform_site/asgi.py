@@ -16,6 +16,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from accounts.channels_auth import ApiKeyAuthMiddleware  # noqa: E402
 from chats.routing import websocket_urlpatterns  # noqa: E402
 from mcp_servers.host import host_start_at_boot  # noqa: E402
+from providers.registry import adapters_import  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -26,5 +27,7 @@ application = ProtocolTypeRouter(
     }
 )
 
-# Each web process (one per core in production) connects its MCP servers now, in the host's own thread.
+# Each web process (one per core in production) loads the provider SDKs and connects its MCP servers now,
+# not inside its first requests, where either would hold up every connection of the process.
+adapters_import()
 host_start_at_boot()

@@ -40,6 +40,16 @@ def adapter_class(kind: str) -> type[ProviderAdapter]:
     return import_string(ADAPTER_PATHS[ProviderKind(kind)])
 
 
+def adapters_import() -> None:
+    """Import every adapter, and so its SDK, now: a web process calls this as it starts.
+
+    Imported on a process's first turn instead, an SDK held the event loop (and every connection on it) for
+    a second or more: openai alone loads over a thousand modules of types.
+    """
+    for kind in ADAPTER_PATHS:
+        adapter_class(kind)
+
+
 def provider_base_url(provider: Provider) -> str | None:
     return (
         provider.base_url

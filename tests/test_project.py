@@ -1,6 +1,9 @@
 """Project-wide guarantees: migrations in sync, OpenAPI schema clean, Celery wiring, ASGI routing."""
 
 import io
+import os
+import subprocess
+import sys
 
 import pytest
 from django.core.management import call_command
@@ -90,3 +93,15 @@ def test_compose_file_defines_the_production_shape():
     web_env = compose["services"]["web"]["environment"]
     assert web_env["DATABASE_URL"].startswith("postgres://")
     assert web_env["REDIS_URL"].startswith("redis://")
+
+
+def test_a_web_process_loads_every_provider_sdk_as_it_starts():
+    # Loaded by the first turn instead, an SDK held the event loop of every connection for a second or more.
+    sdks = ("anthropic", "google.genai", "ollama", "openai")
+    code = f"import sys, platform_site.asgi; print(sorted(m for m in {sdks!r} if m in sys.modules))"
+    env = {**os.environ, "MCP_CONNECT_AT_START": "0", "DJANGO_SETTINGS_MODULE": "platform_site.settings"}
+
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == str(sorted(sdks))
