@@ -87,6 +87,33 @@ def test_64_concurrent_turns_complete_with_a_database_pool_of_two(user, key, slo
     assert not Chat.objects.exclude(turn_id="").exists()
 
 
+def test_64_concurrent_turns_that_create_their_chats_complete_with_a_pool_of_two(user, key, slow_stream):
+    # given a pool of at most 2 connections, and turns whose chat rows are written while the model answers
+    slow_stream(Turn(text="one two three four", chunk_size=4))
+
+    with platform_process(DATABASE_POOL_MAX_SIZE="2", DATABASE_POOL_MIN_SIZE="1", RATE_LIMIT_PER_MINUTE="10000") as url:
+        # when 64 one-shot turns arrive at once
+        async def scenario() -> list[httpx.Response]:
+            async with httpx.AsyncClient(
+                base_url=url,
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=120,
+                limits=httpx.Limits(max_connections=64),
+            ) as client:
+                return await asyncio.gather(*(client.post("/api/chat", json=PLAIN) for _ in range(64)))
+
+        responses = asyncio.run(scenario())
+
+    # then each answered 200 with a chat of its own holding exactly its user message and reply, all free again
+    assert [response.status_code for response in responses] == [200] * 64, {r.text for r in responses}
+    chat_ids = {response.json()["chat_id"] for response in responses}
+    assert len(chat_ids) == 64
+    for chat in Chat.objects.filter(pk__in=chat_ids):
+        assert _roles(chat) == ["user", "assistant"]
+    assert Chat.objects.filter(owner=user).count() == 64
+    assert not Chat.objects.exclude(turn_id="").exists()
+
+
 def test_one_turn_per_chat_across_two_processes(user, key, slow_stream):
     # given one chat and two independent server processes
     slow_stream(Turn(text="the only reply " * 5, chunk_size=6))
