@@ -17,7 +17,8 @@ history     a turn on a chat of 400 stored messages (POST /api/chats/{id}/messag
             the same 401 messages; and its added time / the fresh chat's;
 throughput  turns per second at each --concurrency, first as direct SDK calls, then
             through the platform, every turn on its own pre-created chat; responses
-            are counted by status and failures by exception, never fatal.
+            are counted by status and failures by exception, never fatal; and the
+            CPU time the serving processes spent per turn.
 
     .venv/bin/python bench/chat_overhead.py [--iterations 200] [--warmup 20] [--sections fresh,tools,history]
     .venv/bin/python bench/chat_overhead.py --sections throughput --concurrency 1,32,256 [--turns 640]
@@ -60,7 +61,16 @@ import openai
 from django.core.management import call_command
 from mcp import Client, StdioServerParameters
 from openai.types.chat import ChatCompletionMessageParam
-from platform_process import ServerFailed, check_server, deep_fake_backlog, pct, platform, raise_open_files
+from platform_process import (
+    PlatformServer,
+    ServerFailed,
+    check_server,
+    cpu_seconds,
+    deep_fake_backlog,
+    pct,
+    platform,
+    raise_open_files,
+)
 
 from accounts.models import User
 from accounts.services import api_key_create
@@ -314,6 +324,7 @@ class Run:
     elapsed: float = 0.0
     latencies: list[float] = field(default_factory=list)  # ms, successful turns only
     outcomes: Counter[str] = field(default_factory=Counter)  # "200", "500", "ReadTimeout", ...
+    server_cpu: float | None = None  # seconds of CPU the serving processes used during the run
 
     @property
     def turns(self) -> int:
@@ -385,8 +396,9 @@ async def direct_throughput(bench: Bench, concurrency: int) -> Run:
     return run
 
 
-async def platform_throughput(bench: Bench, base_url: str, concurrency: int) -> Run:
+async def platform_throughput(bench: Bench, server: PlatformServer, concurrency: int) -> Run:
     """Each turn on its own chat, so no chat has two turns at once and none grows a history during the run."""
+    base_url = server.base_url
     turns = turns_for(bench.args, concurrency)
     chat_ids = await asyncio.to_thread(chats_create, bench.user, concurrency + turns)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -398,7 +410,10 @@ async def platform_throughput(bench: Bench, base_url: str, concurrency: int) -> 
 
         await run_workers(concurrency, chat_ids[:concurrency], call)  # warm-up: one turn per worker
         bench.fake.reset()
+        pids = server.serving_pids()
+        cpu_before = cpu_seconds(pids)
         run = await run_workers(concurrency, chat_ids[concurrency:], call)
+        run.server_cpu = cpu_seconds(pids) - cpu_before
     bench.fake.reset()
     return run
 
@@ -408,6 +423,8 @@ def print_throughput(concurrency: int, direct: Run, through: Run, server: str) -
     print(run_line("provider SDK directly", direct))
     print(run_line(f"platform ({server})", through, direct))
     print(f"  platform responses: {counts(through.outcomes)}")
+    if through.server_cpu is not None and through.outcomes[OK]:
+        print(f"  server CPU per turn: {through.server_cpu / through.outcomes[OK] * 1000:.1f} ms (user + system)")
     if direct.errors:
         print(f"  direct calls: {counts(direct.outcomes)}")
     if concurrency in (32, 256):
@@ -490,7 +507,7 @@ async def one_server(bench: Bench) -> None:
         if "throughput" in args.sections:
             for concurrency in args.concurrency:
                 direct = await direct_throughput(bench, concurrency)
-                through = await platform_throughput(bench, server.base_url, concurrency)
+                through = await platform_throughput(bench, server, concurrency)
                 print_throughput(concurrency, direct, through, server.describe())
 
 
@@ -502,7 +519,7 @@ async def compare_processes(bench: Bench) -> None:
         with platform(args.server, processes) as server:
             through[processes] = {}
             for concurrency in args.concurrency:
-                run = await platform_throughput(bench, server.base_url, concurrency)
+                run = await platform_throughput(bench, server, concurrency)
                 through[processes][concurrency] = run
                 print_throughput(concurrency, direct[concurrency], run, server.describe())
     first = args.compare_processes[0]

@@ -73,6 +73,11 @@ def _status_kb(pid: int, key: str) -> int:
     return 0
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) the processes have used so far."""
+    return _cpu_ticks(pids) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pids: list[int]) -> float:
     """Resident memory now (VmRSS), summed over the serving processes."""
     return sum(_status_kb(pid, "VmRSS") for pid in pids) / 1024
