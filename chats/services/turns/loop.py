@@ -99,6 +99,8 @@ class TurnHandle:
         self._cancel = asyncio.Event()
         self._usage = Usage()
         self._cost = Decimal(0)
+        if self.chat_id is not None:  # cancellable from the start; a new chat's turn once the chat exists
+            turn_register(self)
         self.task = self.loop.create_task(self._run(), name=f"turn:{self.chat_id or 'new chat'}")
         _RUNNING.add(self.task)
         self.task.add_done_callback(_RUNNING.discard)
@@ -248,8 +250,9 @@ class TurnHandle:
     async def _begin(self, tools: list[str]) -> list[Message]:
         """Once the chat is taken and the user message stored: the turn is registered and says it started."""
         history, user_message_id = await self._started
-        self.chat_id = self.prepared.chat.pk
-        turn_register(self)
+        if self.chat_id is None:
+            self.chat_id = self.prepared.chat.pk
+            turn_register(self)
         self._emit(
             TurnStarted(
                 chat_id=self.chat_id,
