@@ -1,22 +1,26 @@
 """Admin for MCP servers: live status from this worker's host, test/reconnect actions, tool lists.
 
 Saving or deleting a server is announced to every worker's host after commit,
-so the change takes effect everywhere without a restart. Secret values in env
-and headers never appear in list views.
+so the change takes effect everywhere without a restart. Env and header values
+are write-only: lists show names only, the change form shows each stored value
+as ******** and keeps it unless a new value is typed over the mask.
 """
 
 import logging
+from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
-from .config import VAR_RE, ServerSpec
+from .config import ServerSpec
 from .host import get_host
 from .models import McpServer, McpServerHealthSnapshot
+from .redaction import SECRET_MASK, is_reference, mask_values, redactor_for, unmask_values
 from .results import ServerStatus
-from .services import mcp_config_changed
+from .services import SECRET_FIELDS, mcp_config_changed
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +31,7 @@ def mask_mapping(mapping: dict[str, str]) -> str:
         return "—"
     shown = []
     for key, value in sorted(mapping.items()):  # PostgreSQL's jsonb does not keep key order
-        is_reference = VAR_RE.fullmatch(value) is not None
-        shown.append(f"{key}={value if is_reference else '••••'}")
+        shown.append(f"{key}={value if is_reference(value) else '••••'}")
     return ", ".join(shown)
 
 
@@ -40,11 +43,47 @@ def _statuses() -> dict[str, ServerStatus]:
         return {}
 
 
-STATUS_COLOURS = {"connected": "#2e7d32", "connecting": "#f9a825", "error": "#c62828", "disabled": "#757575"}
+class McpServerForm(forms.ModelForm):
+    """Env and header values are write-only: rendered masked, and a mask sent back keeps the stored value."""
+
+    class Meta:
+        model = McpServer
+        fields = "__all__"  # noqa: DJ007 (the admin's fieldsets choose what is shown)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stored = {name: dict(getattr(self.instance, name) or {}) for name in SECRET_FIELDS}
+        for name in SECRET_FIELDS:
+            if self.instance.pk is not None:
+                self.initial[name] = mask_values(self._stored[name])
+            self.fields[
+                name
+            ].help_text += (
+                f" Stored values show as {SECRET_MASK}; leave it to keep a value, type over it to replace it."
+            )
+
+    def _unmasked(self, name: str) -> Any:
+        value = self.cleaned_data.get(name)
+        if not isinstance(value, dict):
+            return value  # the model's validators report a wrong shape
+        value, missing = unmask_values(value, self._stored[name])
+        if missing:
+            raise forms.ValidationError(f"No stored value to keep for {', '.join(missing)}: enter the value.")
+        return value
+
+    def clean_env(self) -> Any:
+        return self._unmasked("env")
+
+    def clean_headers(self) -> Any:
+        return self._unmasked("headers")
 
 
 @admin.register(McpServer)
 class McpServerAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ["platform_site/admin-status.css"]}
+
+    form = McpServerForm
     list_filter = ("transport", "enabled")
     search_fields = ("name", "display_name", "description", "command", "url")
     actions = ("test_connection", "reconnect")
@@ -63,7 +102,7 @@ class McpServerAdmin(admin.ModelAdmin):
         def live(obj: McpServer) -> str:
             state = statuses.get(obj.name)
             name = state.status if state else ("disabled" if not obj.enabled else "connecting")
-            return format_html('<b style="color:{}">{}</b>', STATUS_COLOURS[name], name)
+            return format_html('<b class="status-{}">{}</b>', name, name)
 
         @admin.display(description="tools")
         def tool_count(obj: McpServer) -> int | str:
@@ -90,9 +129,10 @@ class McpServerAdmin(admin.ModelAdmin):
 
     @admin.display(description="command / URL")
     def endpoint(self, obj: McpServer) -> str:
+        redact = redactor_for(ServerSpec.from_row(obj))
         if obj.transport == "stdio":
-            return " ".join([obj.command, *obj.args])[:120]
-        return obj.url
+            return redact(" ".join([obj.command, *obj.args]))[:120]
+        return redact(obj.url)
 
     @admin.display(description="env")
     def masked_env(self, obj: McpServer) -> str:
@@ -195,6 +235,9 @@ class McpServerAdmin(admin.ModelAdmin):
 
 @admin.register(McpServerHealthSnapshot)
 class McpServerHealthSnapshotAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ["platform_site/admin-status.css"]}
+
     list_display = ("created_at", "server", "coloured_status", "tool_count", "last_call_ms", "short_error")
     list_filter = ("status", "server")
     search_fields = ("server", "last_error")
@@ -209,7 +252,7 @@ class McpServerHealthSnapshotAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def coloured_status(self, obj: McpServerHealthSnapshot) -> str:
-        return format_html('<b style="color:{}">{}</b>', STATUS_COLOURS[obj.status], obj.status)
+        return format_html('<b class="status-{}">{}</b>', obj.status, obj.status)
 
     @admin.display(description="last error")
     def short_error(self, obj: McpServerHealthSnapshot) -> str:

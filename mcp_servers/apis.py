@@ -2,7 +2,8 @@
 
 Everything here talks to this worker's host (network or subprocess I/O), so the
 views are async (platform_site.async_views). Configuration is never written through the API: servers
-are configured by staff in admin, and no command line is ever accepted here.
+are configured by staff in admin, and no command line is ever accepted here. Why a server is down
+(``last_error``), its command line and URL are shown to staff only, with the server's secrets redacted.
 """
 
 from typing import Any
@@ -10,9 +11,9 @@ from typing import Any
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
-from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.requests import AuthenticatedRequest
 from platform_site.async_views import AsyncApiView as APIView
 from platform_site.exceptions import NotFound, ValidationFailed
 from platform_site.fields import StrictCharField
@@ -25,7 +26,9 @@ from .services import mcp_host_reload, mcp_server_reconnect, mcp_tool_call
 
 class ServerStatusSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["connecting", "connected", "error", "disabled"])
-    last_error = serializers.CharField(allow_null=True)
+    last_error = serializers.CharField(
+        allow_null=True, help_text="Staff only (null for others); the server's secrets are redacted as ***."
+    )
     last_error_at = serializers.DateTimeField(allow_null=True)
     protocol_version = serializers.CharField(allow_null=True)
     server_name = serializers.CharField(allow_null=True)
@@ -42,6 +45,12 @@ class ServerStatusSerializer(serializers.Serializer):
     class Meta:
         ref_name = "McpServerStatus"
 
+    def to_representation(self, instance: Any) -> Any:
+        data = super().to_representation(instance)
+        if not self.context["request"].user.is_staff:
+            data["last_error"] = None  # it can name paths, hosts and the server's own words
+        return data
+
 
 class ServerOutputSerializer(serializers.Serializer):
     """Configuration without secrets: env and header values are never returned, only their names."""
@@ -55,9 +64,9 @@ class ServerOutputSerializer(serializers.Serializer):
     tool_allowlist = serializers.ListField(child=serializers.CharField(), source="server.tool_allowlist")
     env_keys = serializers.SerializerMethodField()
     header_names = serializers.SerializerMethodField()
-    command = serializers.SerializerMethodField(help_text="Staff only.")
-    args = serializers.SerializerMethodField(help_text="Staff only.")
-    url = serializers.SerializerMethodField(help_text="Staff only.")
+    command = serializers.SerializerMethodField(help_text="Staff only; secrets redacted as ***.")
+    args = serializers.SerializerMethodField(help_text="Staff only; secrets redacted as ***.")
+    url = serializers.SerializerMethodField(help_text="Staff only; password and query values redacted as ***.")
     live = ServerStatusSerializer(source="status")
 
     class Meta:
@@ -73,13 +82,13 @@ class ServerOutputSerializer(serializers.Serializer):
         return sorted(view.server.headers)
 
     def get_command(self, view: ServerView) -> str | None:
-        return view.server.command if self._staff() else None
+        return view.redact(view.server.command) if self._staff() else None
 
     def get_args(self, view: ServerView) -> list[str] | None:
-        return list(view.server.args) if self._staff() else None
+        return [view.redact(arg) for arg in view.server.args] if self._staff() else None
 
     def get_url(self, view: ServerView) -> str | None:
-        return view.server.url if self._staff() else None
+        return view.redact(view.server.url) if self._staff() else None
 
 
 class ToolOutputSerializer(serializers.Serializer):
@@ -122,20 +131,20 @@ class McpStatusApi(APIView):
             ref_name = "McpHostStatus"
 
     @extend_schema(responses=OutputSerializer, operation_id="mcp_status_retrieve")
-    async def get(self, request: Request) -> Response:
+    async def get(self, request: AuthenticatedRequest) -> Response:
         return Response(self.OutputSerializer(await mcp_host_summary()).data)
 
 
 class McpServerListApi(APIView):
     @extend_schema(responses=ServerOutputSerializer(many=True), operation_id="mcp_servers_list")
-    async def get(self, request: Request) -> Response:
+    async def get(self, request: AuthenticatedRequest) -> Response:
         views = await mcp_server_views()
         return Response(ServerOutputSerializer(views, many=True, context={"request": request}).data)
 
 
 class McpServerDetailApi(APIView):
     @extend_schema(responses=ServerOutputSerializer, operation_id="mcp_servers_retrieve")
-    async def get(self, request: Request, name: str) -> Response:
+    async def get(self, request: AuthenticatedRequest, name: str) -> Response:
         view = await mcp_server_view(name=name)
         return Response(ServerOutputSerializer(view, context={"request": request}).data)
 
@@ -144,21 +153,21 @@ class McpServerToolsApi(APIView):
     @extend_schema(
         responses={200: ToolOutputSerializer(many=True), **error_responses(503)}, operation_id="mcp_servers_tools_list"
     )
-    async def get(self, request: Request, name: str) -> Response:
-        return Response(_tools_data(await mcp_tools(server=name)))
+    async def get(self, request: AuthenticatedRequest, name: str) -> Response:
+        return Response(_tools_data(await mcp_tools(user=request.user, server=name)))
 
 
 class McpToolListApi(APIView):
     @extend_schema(responses=ToolOutputSerializer(many=True), operation_id="mcp_tools_list")
-    async def get(self, request: Request) -> Response:
-        return Response(_tools_data(await mcp_tools()))
+    async def get(self, request: AuthenticatedRequest) -> Response:
+        return Response(_tools_data(await mcp_tools(user=request.user)))
 
 
 class McpServerReconnectApi(APIView):
     permission_classes = [IsAuthenticated, IsAdminUser]
 
     @extend_schema(request=None, responses={202: None, **error_responses(503)}, operation_id="mcp_servers_reconnect")
-    async def post(self, request: Request, name: str) -> Response:
+    async def post(self, request: AuthenticatedRequest, name: str) -> Response:
         await mcp_server_reconnect(name=name)
         return Response(status=status.HTTP_202_ACCEPTED)
 
@@ -173,7 +182,7 @@ class McpReloadApi(APIView):
             ref_name = "McpReload"
 
     @extend_schema(request=None, responses=OutputSerializer, operation_id="mcp_reload")
-    async def post(self, request: Request) -> Response:
+    async def post(self, request: AuthenticatedRequest) -> Response:
         return Response({"reconnected": await mcp_host_reload()})
 
 
@@ -192,7 +201,7 @@ class McpToolCallApi(APIView):
         responses={200: ToolResultSerializer, **error_responses(503)},
         operation_id="mcp_tools_call",
     )
-    async def post(self, request: Request, name: str, tool: str) -> Response:
+    async def post(self, request: AuthenticatedRequest, name: str, tool: str) -> Response:
         serializer = ArgumentsSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         result = await mcp_tool_call(server=name, tool=tool, arguments=serializer.validated_data["arguments"])
@@ -214,7 +223,7 @@ class McpResourceListApi(APIView):
     @extend_schema(
         responses={200: OutputSerializer, **error_responses(502, 503)}, operation_id="mcp_servers_resources_list"
     )
-    async def get(self, request: Request, name: str) -> Response:
+    async def get(self, request: AuthenticatedRequest, name: str) -> Response:
         async def listing(client: Any) -> dict[str, Any]:
             capabilities = client.server_capabilities
             if capabilities.resources is None:
@@ -226,7 +235,7 @@ class McpResourceListApi(APIView):
                 "resource_templates": [_dump(t) for t in templates.resource_templates],
             }
 
-        return Response(await mcp_request(server=name, what="resources/list", call=listing))
+        return Response(await mcp_request(user=request.user, server=name, what="resources/list", call=listing))
 
 
 class McpResourceReadApi(APIView):
@@ -241,7 +250,7 @@ class McpResourceReadApi(APIView):
         responses={200: OutputSerializer, **error_responses(502, 503)},
         operation_id="mcp_servers_resources_read",
     )
-    async def get(self, request: Request, name: str) -> Response:
+    async def get(self, request: AuthenticatedRequest, name: str) -> Response:
         uri = request.query_params.get("uri", "").strip()
         if not uri:
             raise ValidationFailed("The uri query parameter is required.", details={"uri": ["This field is required."]})
@@ -250,7 +259,7 @@ class McpResourceReadApi(APIView):
             result = await client.read_resource(uri)
             return {"contents": [_dump(content) for content in result.contents]}
 
-        return Response(await mcp_request(server=name, what="resources/read", call=read))
+        return Response(await mcp_request(user=request.user, server=name, what="resources/read", call=read))
 
 
 class McpPromptListApi(APIView):
@@ -263,13 +272,13 @@ class McpPromptListApi(APIView):
     @extend_schema(
         responses={200: OutputSerializer, **error_responses(502, 503)}, operation_id="mcp_servers_prompts_list"
     )
-    async def get(self, request: Request, name: str) -> Response:
+    async def get(self, request: AuthenticatedRequest, name: str) -> Response:
         async def listing(client: Any) -> dict[str, Any]:
             if client.server_capabilities.prompts is None:
                 return {"prompts": []}
             return {"prompts": [_dump(prompt) for prompt in (await client.list_prompts()).prompts]}
 
-        return Response(await mcp_request(server=name, what="prompts/list", call=listing))
+        return Response(await mcp_request(user=request.user, server=name, what="prompts/list", call=listing))
 
 
 class McpPromptGetApi(APIView):
@@ -291,7 +300,7 @@ class McpPromptGetApi(APIView):
         responses={200: OutputSerializer, **error_responses(502, 503)},
         operation_id="mcp_servers_prompts_get",
     )
-    async def post(self, request: Request, name: str, prompt: str) -> Response:
+    async def post(self, request: AuthenticatedRequest, name: str, prompt: str) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         arguments = serializer.validated_data["arguments"]
@@ -309,4 +318,4 @@ class McpPromptGetApi(APIView):
             result = await client.get_prompt(prompt, arguments)
             return {"description": result.description, "messages": [_dump(m) for m in result.messages]}
 
-        return Response(await mcp_request(server=name, what="prompts/get", call=get))
+        return Response(await mcp_request(user=request.user, server=name, what="prompts/get", call=get))

@@ -1,7 +1,8 @@
 """MCP configuration files: read the seed format and the Claude Desktop / VS Code format, write the latter.
 
 Parsing checks shapes only and keeps ``${VAR}`` references verbatim (they are expanded at connect
-time); the model's ``full_clean()`` in the import service does the rest.
+time); the model's ``full_clean()`` in the import service does the rest. An export masks env and
+header values (``********``) unless asked for them; importing a masked value keeps the stored one.
 """
 
 import math
@@ -14,6 +15,7 @@ from django.core.exceptions import ValidationError
 from platform_site.exceptions import ValidationFailed
 
 from .models import McpServer, Transport
+from .redaction import mask_values
 from .validators import validate_server_name
 
 NAME_MAX_LENGTH = 40
@@ -244,21 +246,28 @@ def mcp_config_parse(data: object) -> list[ParsedServer]:
     return servers
 
 
-def mcp_config_export(servers: Iterable[McpServer]) -> dict:
+def mcp_config_export(servers: Iterable[McpServer], *, include_secrets: bool = False) -> dict:
     """The servers in the Claude Desktop format. Display name, description and timeout are written
-    (as the seed format names them) only when set, so the file re-imports unchanged."""
+    (as the seed format names them) only when set, so the file re-imports unchanged.
+
+    Env and header values are masked unless ``include_secrets``: a file that leaves the machine then
+    holds no credentials, and importing it back keeps the stored values."""
+
+    def values(mapping: dict[str, str]) -> dict[str, str]:
+        return dict(mapping) if include_secrets else mask_values(mapping)
+
     entries: dict[str, dict] = {}
     for server in servers:
         entry: dict[str, object]
         if server.transport == Transport.STDIO:
-            entry = {"command": server.command, "args": list(server.args), "env": dict(server.env)}
+            entry = {"command": server.command, "args": list(server.args), "env": values(server.env)}
             if server.cwd:
                 entry["cwd"] = server.cwd
         else:
             entry = {
                 "type": EXPORT_TYPES[Transport(server.transport)],
                 "url": server.url,
-                "headers": dict(server.headers),
+                "headers": values(server.headers),
             }
         if not server.enabled:
             entry["disabled"] = True

@@ -6,16 +6,21 @@ tools through it concurrently, bounded by a semaphore. When the connection
 dies (process exit, connection closed, transport error) the owner drops it and
 reconnects with capped exponential backoff; calls in the meantime get an error
 result at once instead of hanging.
+
+Everything a server says about itself on the way out (its stderr, error texts) passes through the
+server's redactor first, so its configured secrets never reach a log, a status or an API answer.
 """
 
 import asyncio
 import logging
+import os
 import random
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 import httpx2
 from mcp import Client, MCPError, StdioServerParameters
@@ -29,9 +34,11 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from .config import ConfigError, ServerSpec, expanded_env, expanded_headers, expanded_url
+from .redaction import Redactor, redactor_for
 from .results import ServerStatus, Status
 
 logger = logging.getLogger(__name__)
+stderr_logger = logging.getLogger("mcp_servers.stderr")
 
 CLIENT_INFO = mcp_types.Implementation(name="llm-platform", version="0.1.0")
 MAX_TOOL_PAGES = 100
@@ -93,9 +100,93 @@ async def _watched(transport: Any, on_eof: Callable[[], None]) -> AsyncIterator[
         yield _WatchedReadStream(read_stream, on_eof), write_stream
 
 
+class StderrLog:
+    """A stdio server's stderr, logged line by line with its secrets redacted.
+
+    A line already logged is not logged again (a server prints the same banner on every restart),
+    and at most ``max_lines`` lines a minute are logged; the rest are counted and reported once.
+    """
+
+    REMEMBERED_LINES = 256
+    MAX_LINE_CHARS = 2000
+
+    def __init__(self, server: str, redact: Redactor, *, max_lines: int = 60) -> None:
+        self._server = server
+        self._redact = redact
+        self._max_lines = max_lines
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._window_start = time.monotonic()
+        self._logged = 0
+        self._suppressed = 0
+
+    def line(self, raw: bytes) -> None:
+        text = self._redact(raw.decode("utf-8", "replace").strip())[: self.MAX_LINE_CHARS]
+        if not text:
+            return
+        if text in self._seen:
+            self._seen.move_to_end(text)
+            return
+        self._seen[text] = None
+        if len(self._seen) > self.REMEMBERED_LINES:
+            self._seen.popitem(last=False)
+        now = time.monotonic()
+        if now - self._window_start >= 60:
+            if self._suppressed:
+                stderr_logger.info("MCP server %s: %d stderr line(s) not logged", self._server, self._suppressed)
+            self._window_start, self._logged, self._suppressed = now, 0, 0
+        if self._logged >= self._max_lines:
+            self._suppressed += 1
+            return
+        self._logged += 1
+        stderr_logger.info("MCP server %s stderr: %s", self._server, text)
+
+
+async def _pump_stderr(reader: asyncio.StreamReader, log: StderrLog) -> None:
+    pending = b""
+    while chunk := await reader.read(65536):
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            log.line(line)
+        if len(pending) > StderrLog.MAX_LINE_CHARS * 4:  # a "line" that never ends is logged in pieces
+            log.line(pending)
+            pending = b""
+    log.line(pending)
+
+
 @asynccontextmanager
-async def open_transport(spec: ServerSpec) -> AsyncIterator[Any]:
-    """The SDK transport for ``spec``, with ${VAR}s expanded now; ConfigError when it cannot be built."""
+async def _stderr_pipe(log: StderrLog) -> AsyncIterator[TextIO]:
+    """A file to hand the child as its stderr; what it writes there goes to ``log``.
+
+    Left to the SDK, the child would inherit this process's stderr and write to it unfiltered.
+    """
+    read_fd, write_fd = os.pipe()
+    reading = os.fdopen(read_fd, "rb", buffering=0)  # the pipe transport owns and closes it
+    writing = os.fdopen(write_fd, "w")  # closed below, once the child has its copy
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    try:
+        pipe, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), reading)
+    except BaseException:
+        reading.close()
+        writing.close()
+        raise
+    pump = loop.create_task(_pump_stderr(reader, log))
+    try:
+        yield writing
+    finally:
+        # The child has exited by now; with our copy closed too, the pipe ends once it is drained.
+        writing.close()
+        await asyncio.wait([pump], timeout=1)
+        pump.cancel()
+        pipe.close()
+
+
+@asynccontextmanager
+async def open_transport(spec: ServerSpec, *, stderr: StderrLog | None = None) -> AsyncIterator[Any]:
+    """The SDK transport for ``spec``, with ${VAR}s expanded now; ConfigError when it cannot be built.
+
+    A stdio server's stderr goes to ``stderr`` (a fresh log for this server when not given).
+    """
     if spec.transport == "stdio":
         if not spec.command:
             raise ConfigError("no command configured")
@@ -104,7 +195,8 @@ async def open_transport(spec: ServerSpec) -> AsyncIterator[Any]:
         )
         from mcp.client.stdio import stdio_client
 
-        yield stdio_client(params)
+        async with _stderr_pipe(stderr or StderrLog(spec.name, redactor_for(spec))) as errlog:
+            yield stdio_client(params, errlog=errlog)
         return
     url = expanded_url(spec)
     headers = expanded_headers(spec)
@@ -129,6 +221,9 @@ class ServerConnection:
     ) -> None:
         self.spec = spec
         self._mode = mode
+        self._redact = redactor_for(spec)
+        # One for the connection's lifetime, so a restart does not log the same start-up lines again.
+        self._stderr = StderrLog(spec.name, self._redact)
         self.tools: list[mcp_types.Tool] = []
         self._on_tools_changed = on_tools_changed
         self._connect_timeout = connect_timeout
@@ -216,6 +311,7 @@ class ServerConnection:
         )
 
     def _mark_dead(self, reason: str) -> None:
+        reason = self._redact(reason)
         if not self._dead.is_set() and not self._stopping:
             logger.warning("MCP server %s: connection lost (%s); reconnecting", self.spec.name, reason)
             self._fail(reason)
@@ -223,7 +319,7 @@ class ServerConnection:
 
     def _fail(self, reason: str) -> None:
         self.status = "error"
-        self.last_error = reason
+        self.last_error = self._redact(reason)
         self.last_error_at = datetime.now(UTC)
         self._settled.set()
 
@@ -270,7 +366,7 @@ class ServerConnection:
     async def _serve(self) -> None:
         async with AsyncExitStack() as stack:
             async with asyncio.timeout(self._connect_timeout):
-                transport = await stack.enter_async_context(open_transport(self.spec))
+                transport = await stack.enter_async_context(open_transport(self.spec, stderr=self._stderr))
                 client = Client(
                     _watched(transport, lambda: self._mark_dead("the server closed the connection")),
                     mode=self._mode,
@@ -337,13 +433,13 @@ class ServerConnection:
                 async for _event in subscription:
                     await self._refetch(client)
         except (ListenNotSupportedError, SubscriptionLost, MCPError) as exc:
-            logger.info("MCP server %s: no tool change events (%s)", self.spec.name, describe(exc))
+            logger.info("MCP server %s: no tool change events (%s)", self.spec.name, self._redact(describe(exc)))
 
     async def _refetch(self, client: Client) -> None:
         try:
             await self._load_tools(client)
         except Exception as exc:
-            logger.warning("MCP server %s: refetching tools failed: %s", self.spec.name, describe(exc))
+            logger.warning("MCP server %s: refetching tools failed: %s", self.spec.name, self._redact(describe(exc)))
 
     # --- calls ---------------------------------------------------------------------------
 
@@ -353,10 +449,7 @@ class ServerConnection:
             if self.status == "connecting":
                 await self.wait_connected(min(self.spec.timeout_seconds, 5.0))
             if self._client is None or self.status != "connected":
-                reason = f": {self.last_error}" if self.last_error else ""
-                raise ServerUnavailable(
-                    self.spec.name, self.status, f"MCP server {self.spec.name!r} is {self.status}{reason}"
-                )
+                raise ServerUnavailable(self.spec.name, self.status, reason=self.last_error)
         return self._client
 
     async def call_tool(
@@ -389,6 +482,8 @@ class ServerConnection:
         except (httpx2.TransportError, OSError, BaseExceptionGroup) as exc:
             error = f"MCP server {self.spec.name!r} failed: {describe(exc)}"
             self._mark_dead(describe(exc))
+        if error is not None:
+            error = self._redact(error)
         duration = int((time.perf_counter() - started) * 1000)
         self.calls += 1
         self.last_call_ms = duration
@@ -409,8 +504,15 @@ class ServerConnection:
 
 
 class ServerUnavailable(Exception):
-    def __init__(self, name: str, status: str, message: str) -> None:
-        super().__init__(message)
+    """The server cannot take requests now.
+
+    ``message`` says only that, and is fit for anyone (it reaches chats as a tool result);
+    ``reason``, the redacted last error, is for staff.
+    """
+
+    def __init__(self, name: str, status: str, message: str | None = None, *, reason: str | None = None) -> None:
+        self.message = message or f"MCP server {name!r} is {status}"
+        super().__init__(self.message)
         self.name = name
         self.status = status
-        self.message = message
+        self.reason = reason

@@ -25,6 +25,7 @@ from .config import ServerSpec
 from .connection import ServerConnection, ServerUnavailable, describe, open_transport
 from .models import McpServer
 from .naming import namespace_tools
+from .redaction import redactor_for
 from .results import ServerStatus, ToolInfo, ToolResult
 
 logger = logging.getLogger(__name__)
@@ -302,7 +303,8 @@ class McpHost:
             except BaseException as exc:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
-                return {"ok": False, "error": describe(exc), "latency_ms": _ms(started), "tools": []}
+                error = redactor_for(spec)(describe(exc))
+                return {"ok": False, "error": error, "latency_ms": _ms(started), "tools": []}
             return {
                 "ok": True,
                 "error": None,

@@ -1,20 +1,26 @@
 """Reads of MCP servers: configuration rows joined with this worker's live host state.
 
 The host is reached through these functions (and services), never from the
-interface layer directly. Host errors become the API's domain exceptions here.
+interface layer directly. Host errors become the API's domain exceptions here:
+why a server is down is told to staff only, and a server's own error texts are
+redacted of its secrets.
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from mcp import MCPError
 
+from accounts.models import User
 from platform_site.db import run_db
 from platform_site.exceptions import NotFound, ServiceUnavailable, UpstreamError, ValidationFailed
 
+from .config import ServerSpec
 from .connection import ServerUnavailable
 from .host import UnknownServer, UnknownTool, get_host
 from .models import McpServer
+from .redaction import Redactor, redactor_for
 from .results import ServerStatus, ToolInfo
 
 RESOURCE_NOT_FOUND = -32002
@@ -27,13 +33,19 @@ class ServerView:
     server: McpServer
     status: ServerStatus
 
+    @cached_property
+    def redact(self) -> Redactor:
+        """Blanks this server's secrets out of a text."""
+        return redactor_for(ServerSpec.from_row(self.server))
 
-def _unavailable(status: ServerStatus) -> ServiceUnavailable:
-    reason = f": {status.last_error}" if status.last_error else ""
+
+def mcp_unavailable_error(*, name: str, status: str, reason: str | None) -> ServiceUnavailable:
+    """503 ``mcp_server_unavailable``; pass a ``reason`` (already redacted) only when staff may read it."""
+    detail = f": {reason}" if reason else ""
     return ServiceUnavailable(
-        f"MCP server {status.name!r} is {status.status}{reason}",
+        f"MCP server {name!r} is {status}{detail}",
         code="mcp_server_unavailable",
-        details={"status": status.status, "reason": status.last_error},
+        details={"status": status, "reason": reason},
     )
 
 
@@ -73,7 +85,7 @@ async def mcp_host_summary() -> dict[str, Any]:
     return {"servers": counts, "total_servers": len(statuses), "total_tools": sum(s.tool_count for s in statuses)}
 
 
-async def mcp_tools(*, server: str | None = None) -> list[ToolInfo]:
+async def mcp_tools(*, user: User, server: str | None = None) -> list[ToolInfo]:
     host = get_host()
     if server is None:
         await host.await_ready()
@@ -83,7 +95,8 @@ async def mcp_tools(*, server: str | None = None) -> list[ToolInfo]:
         await host.await_ready()
         view = await mcp_server_view(name=server)
     if view.status.status != "connected":
-        raise _unavailable(view.status)
+        reason = view.status.last_error if user.is_staff else None
+        raise mcp_unavailable_error(name=server, status=view.status.status, reason=reason)
     return await host.atools([server])
 
 
@@ -105,23 +118,24 @@ async def _arequest(server: str, what: str, call: Any) -> Any:
         raise
 
 
-async def mcp_request(*, server: str, what: str, call: Any) -> Any:
+async def mcp_request(*, user: User, server: str, what: str, call: Any) -> Any:
     """A resources/prompts request to one server, with host errors mapped to API errors."""
-    await mcp_server_view(name=server)
+    view = await mcp_server_view(name=server)
     try:
         return await _arequest(server, what, call)
     except UnknownServer as exc:
         raise NotFound(f"Unknown MCP server {server!r}.", code="unknown_mcp_server") from exc
     except ServerUnavailable as exc:
-        raise ServiceUnavailable(
-            exc.message, code="mcp_server_unavailable", details={"status": exc.status, "reason": exc.message}
-        ) from exc
+        reason = exc.reason if user.is_staff else None
+        raise mcp_unavailable_error(name=server, status=exc.status, reason=reason) from exc
     except MCPError as exc:
-        if exc.code == RESOURCE_NOT_FOUND or "not found" in exc.message.lower() or "unknown" in exc.message.lower():
-            raise NotFound(exc.message, code="mcp_not_found") from exc
+        # The server's own words: they may quote what it was configured with.
+        message = view.redact(exc.message)
+        if exc.code == RESOURCE_NOT_FOUND or "not found" in message.lower() or "unknown" in message.lower():
+            raise NotFound(message, code="mcp_not_found") from exc
         if exc.code == INVALID_PARAMS:
-            raise ValidationFailed(exc.message, code="mcp_invalid_params") from exc
-        raise UpstreamError(exc.message, details={"mcp_code": exc.code}) from exc
+            raise ValidationFailed(message, code="mcp_invalid_params") from exc
+        raise UpstreamError(message, details={"mcp_code": exc.code}) from exc
     except TimeoutError as exc:
         raise UpstreamError(f"MCP server {server!r} did not answer in time.", code="mcp_timeout") from exc
 
@@ -135,4 +149,5 @@ __all__ = [
     "mcp_server_views",
     "mcp_servers_resolve",
     "mcp_tools",
+    "mcp_unavailable_error",
 ]

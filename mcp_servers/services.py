@@ -9,15 +9,16 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from platform_site.exceptions import NotFound, ServiceUnavailable
+from platform_site.exceptions import NotFound
 
 from .broadcast import broadcast_config_changed
 from .config_io import ConfigFileError, ParsedServer
 from .connection import ServerUnavailable
 from .host import UnknownServer, UnknownTool, get_host
 from .models import McpServer, McpServerHealthSnapshot, Transport
+from .redaction import unmask_values
 from .results import ToolResult
-from .selectors import mcp_server_view
+from .selectors import mcp_server_view, mcp_unavailable_error
 
 
 def mcp_config_changed() -> None:
@@ -84,19 +85,10 @@ def mcp_servers_ensure_defaults() -> list[str]:
     return created
 
 
-def _unavailable(name: str, status: str, reason: str | None) -> ServiceUnavailable:
-    detail = f": {reason}" if reason else ""
-    return ServiceUnavailable(
-        f"MCP server {name!r} is {status}{detail}",
-        code="mcp_server_unavailable",
-        details={"status": status, "reason": reason},
-    )
-
-
 async def mcp_server_reconnect(*, name: str) -> None:
     view = await mcp_server_view(name=name)
     if not view.server.enabled:
-        raise _unavailable(name, "disabled", None)
+        raise mcp_unavailable_error(name=name, status="disabled", reason=None)
     await get_host().areconnect(name)
 
 
@@ -105,10 +97,13 @@ async def mcp_host_reload() -> list[str]:
 
 
 async def mcp_tool_call(*, server: str, tool: str, arguments: dict[str, Any]) -> ToolResult:
-    """A direct (staff) tool call by the server's own tool name. Tool failures are error results."""
+    """A direct (staff) tool call by the server's own tool name. Tool failures are error results.
+
+    Staff only: a server that is down says why (its redacted last error).
+    """
     view = await mcp_server_view(name=server)
     if view.status.status in ("disabled", "error"):
-        raise _unavailable(server, view.status.status, view.status.last_error)
+        raise mcp_unavailable_error(name=server, status=view.status.status, reason=view.status.last_error)
     try:
         return await get_host().acall_server_tool(server, tool, arguments)
     except UnknownServer as exc:
@@ -116,7 +111,7 @@ async def mcp_tool_call(*, server: str, tool: str, arguments: dict[str, Any]) ->
     except UnknownTool as exc:
         raise NotFound(f"MCP server {server!r} has no tool {tool!r}.", code="unknown_tool") from exc
     except ServerUnavailable as exc:
-        raise _unavailable(server, exc.status, exc.message) from exc
+        raise mcp_unavailable_error(name=server, status=exc.status, reason=exc.reason) from exc
 
 
 # The McpServer fields a configuration file sets; anything else (tool_allowlist) is left as it is.
@@ -133,6 +128,10 @@ IMPORTED_FIELDS = (
     "enabled",
     "timeout_seconds",
 )
+
+
+# Fields whose values are masked in exports and admin forms.
+SECRET_FIELDS = ("env", "headers")
 
 
 @dataclass(frozen=True)
@@ -173,6 +172,13 @@ def mcp_servers_import(*, servers: list[ParsedServer], dry_run: bool = False) ->
     for server in servers:
         values = {field: getattr(server, field) for field in IMPORTED_FIELDS}
         row = existing.get(server.name)
+        # A masked value (from an export without secrets) keeps what is stored under that name.
+        for field in SECRET_FIELDS:
+            values[field], missing = unmask_values(values[field], getattr(row, field) if row else {})
+            if missing:
+                errors.append(
+                    f"Server {server.name!r}: {field} {', '.join(missing)}: masked, and no stored value to keep."
+                )
         if row is None:
             row = McpServer(name=server.name, **values)
             to_create.append(row)

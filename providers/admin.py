@@ -3,10 +3,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from .models import HealthStatus, Provider, ProviderHealthSnapshot, ProviderModel
+from .models import Provider, ProviderHealthSnapshot, ProviderModel
 from .selectors import providers_with_latest_health
-
-HEALTH_COLOURS = {HealthStatus.OK: "#2e7d32", HealthStatus.ERROR: "#c62828"}
 
 
 class ProviderModelInline(admin.TabularInline):
@@ -25,6 +23,9 @@ class ProviderModelInline(admin.TabularInline):
 
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ["platform_site/admin-status.css"]}
+
     list_display = (
         "name",
         "display_name",
@@ -51,8 +52,8 @@ class ProviderAdmin(admin.ModelAdmin):
         latency = obj.health_latency_ms  # type: ignore[attr-defined]
         checked_at = obj.health_checked_at  # type: ignore[attr-defined]
         return format_html(
-            '<b style="color:{}">{}</b> {} <small>({})</small>',
-            HEALTH_COLOURS[HealthStatus(status)],
+            '<b class="status-{}">{}</b> {} <small>({})</small>',
+            status,
             status,
             f"{latency:.0f} ms" if latency is not None else "",
             f"{checked_at:%Y-%m-%d %H:%M} UTC",

@@ -128,9 +128,9 @@ def test_provider_changelist_shows_the_latest_snapshot_without_a_query_per_row(a
     with CaptureQueriesContext(connection) as many:
         bigger = admin_client.get(url).content.decode()
 
-    assert '<b style="color:#2e7d32">ok</b> 12 ms' in page
+    assert '<b class="status-ok">ok</b> 12 ms' in page
     assert "down" not in page
-    assert bigger.count('<b style="color:#2e7d32">ok</b> 5 ms') == 3
+    assert bigger.count('<b class="status-ok">ok</b> 5 ms') == 3
     assert len(many.captured_queries) == len(few.captured_queries)
 
 
@@ -198,5 +198,5 @@ def test_mcp_snapshot_admin_lists_and_filters(admin_client):
 
     assert everything.context["cl"].result_count == 2
     assert errors.context["cl"].result_count == 1
-    assert '<b style="color:#c62828">error</b>' in errors.content.decode()
+    assert '<b class="status-error">error</b>' in errors.content.decode()
     assert "spawn failed" in errors.content.decode()

@@ -4,6 +4,7 @@ and reconnect actions, the tool table, and edits reaching this process's running
 import json
 import re
 import sys
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -99,7 +100,7 @@ def test_list_shows_a_connected_server_with_its_tool_count(admin_client, connect
     page = admin_client.get(CHANGELIST).content.decode()
 
     row = _row(page, "test")
-    assert _cell(row, "live") == '<b style="color:#2e7d32">connected</b>'
+    assert _cell(row, "live") == '<b class="status-connected">connected</b>'
     assert _cell(row, "tool_count") == "9"
 
 
@@ -107,7 +108,7 @@ def test_list_shows_a_failing_server_as_error_with_its_reason(admin_client, brok
     page = admin_client.get(CHANGELIST).content.decode()
 
     row = _row(page, "broken")
-    assert _cell(row, "live") == '<b style="color:#c62828">error</b>'
+    assert _cell(row, "live") == '<b class="status-error">error</b>'
     assert _cell(row, "tool_count") == "—"
     assert _cell(row, "last_error") == escape(MISSING_COMMAND_ERROR)
 
@@ -117,7 +118,17 @@ def test_list_shows_a_disabled_server_as_disabled(admin_client):
 
     page = admin_client.get(CHANGELIST).content.decode()
 
-    assert _cell(_row(page, "test"), "live") == '<b style="color:#757575">disabled</b>'
+    assert _cell(_row(page, "test"), "live") == '<b class="status-disabled">disabled</b>'
+
+
+def test_list_colours_statuses_with_a_stylesheet_the_csp_allows(admin_client):
+    stdio_test_server(enabled=False).save()
+
+    page = admin_client.get(CHANGELIST).content.decode()
+
+    # Inline style attributes would be refused by the Content-Security-Policy (style-src 'self').
+    assert 'href="/static/platform_site/admin-status.css"' in page
+    assert "style=" not in _row(page, "test")
 
 
 def test_list_masks_env_and_header_values_of_a_live_server(admin_client):
@@ -285,3 +296,77 @@ def test_deleting_a_server_in_the_admin_disconnects_it(admin_client, connected):
     assert response.status_code == 302
     wait_until(lambda: get_host().statuses() == [])
     assert get_host().tools() == []
+
+
+# --- env and header values are write-only ------------------------------------------------------------
+
+SECRET = "s3cret-value"
+
+
+def _change_url(server: McpServer) -> str:
+    return reverse("admin:mcp_servers_mcpserver_change", args=[server.pk])
+
+
+def _textarea(page: str, name: str) -> str:
+    match = re.search(rf'<textarea name="{name}"[^>]*>\n?(.*?)</textarea>', page, re.S)
+    assert match is not None, f"no {name} textarea"
+    return unescape(match.group(1))
+
+
+@pytest.fixture
+def secret_server():
+    server = stdio_test_server(env={"API_TOKEN": SECRET, "HOME_DIR": "${HOME}"}, headers={"X-Key": "h3ader-value"})
+    server.save()
+    get_host().ready(10)
+    return server
+
+
+def test_change_form_shows_env_and_header_values_masked(admin_client, secret_server):
+    page = admin_client.get(_change_url(secret_server)).content.decode()
+
+    assert SECRET not in page
+    assert "h3ader-value" not in page
+    assert json.loads(_textarea(page, "env")) == {"API_TOKEN": "********", "HOME_DIR": "${HOME}"}
+    assert json.loads(_textarea(page, "headers")) == {"X-Key": "********"}
+
+
+def test_saving_the_change_form_unchanged_keeps_the_secrets(admin_client, secret_server):
+    # given the form as the admin renders it
+    page = admin_client.get(_change_url(secret_server)).content.decode()
+    form = _form(env=_textarea(page, "env"), headers=_textarea(page, "headers"), description="edited")
+
+    # when it is saved with only the description changed
+    response = admin_client.post(_change_url(secret_server), form)
+
+    # then the stored values are kept, and the running server still has its token
+    assert response.status_code == 302
+    row = McpServer.objects.get(pk=secret_server.pk)
+    assert (row.description, row.env, row.headers) == (
+        "edited",
+        {"API_TOKEN": SECRET, "HOME_DIR": "${HOME}"},
+        {"X-Key": "h3ader-value"},
+    )
+    assert _env("API_TOKEN") == SECRET
+
+
+def test_typing_over_a_mask_replaces_the_value_and_new_keys_are_taken(admin_client, secret_server):
+    env = {"API_TOKEN": "n3w-value", "HOME_DIR": "${HOME}", "EXTRA": "added"}
+
+    response = admin_client.post(_change_url(secret_server), _form(env=json.dumps(env), headers="{}"))
+
+    assert response.status_code == 302
+    row = McpServer.objects.get(pk=secret_server.pk)
+    assert (row.env, row.headers) == (env, {})
+    wait_until(lambda: _env("API_TOKEN") == "n3w-value")
+
+
+def test_a_mask_with_no_stored_value_is_refused(admin_client, secret_server):
+    env = {"API_TOKEN": "********", "NEW_KEY": "********"}
+
+    response = admin_client.post(_change_url(secret_server), _form(env=json.dumps(env)))
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {
+        "env": ["No stored value to keep for NEW_KEY: enter the value."]
+    }
+    assert McpServer.objects.get(pk=secret_server.pk).env == {"API_TOKEN": SECRET, "HOME_DIR": "${HOME}"}

@@ -127,8 +127,26 @@ def test_server_list_gives_every_row_with_its_live_status(api, slow_retries):
     assert list(live) == ["broken", "test"]
     assert (live["test"]["status"], live["test"]["tool_count"]) == ("connected", 9)
     assert (live["broken"]["status"], live["broken"]["tool_count"]) == ("error", 0)
-    assert live["broken"]["last_error"] == MISSING_COMMAND_ERROR
     assert live["broken"]["last_error_at"] is not None
+
+
+def test_only_staff_see_why_a_server_is_down(api, staff_api, slow_retries):
+    # given a server whose error names a path on the host
+    _broken_server()
+    _wait_for_status("broken", "error")
+
+    # when each asks for it, its list and its tools
+    urls = ("/api/mcp/servers", "/api/mcp/servers/broken", "/api/mcp/servers/broken/tools")
+    user_responses = [api.get(url) for url in urls]
+    staff = staff_api.get("/api/mcp/servers/broken").json()
+
+    # then a user sees the status only, staff see the reason
+    assert [response.status_code for response in user_responses] == [200, 200, 503]
+    for response in user_responses:
+        assert MISSING_COMMAND not in response.content.decode()
+    assert user_responses[1].json()["live"]["status"] == "error"
+    assert user_responses[1].json()["live"]["last_error"] is None
+    assert staff["live"]["last_error"] == MISSING_COMMAND_ERROR
 
 
 def test_env_and_header_values_never_appear_even_to_staff(staff_api):
@@ -148,6 +166,46 @@ def test_env_and_header_values_never_appear_even_to_staff(staff_api):
         text = response.content.decode()
         assert "s3cret-value" not in text
         assert "h3ader-value" not in text
+
+
+def test_staff_see_command_args_and_url_with_secrets_redacted(staff_api, monkeypatch):
+    # given secrets in env, a header, the URL's password and query, some of them quoted in args
+    monkeypatch.setenv("PLATFORM_TEST_TOKEN", "from-the-environment")
+    McpServer.objects.create(
+        name="test",
+        command="/opt/s3cret-value/server",
+        args=["--token=s3cret-value", "--other=from-the-environment"],
+        env={"API_TOKEN": "s3cret-value", "OTHER": "${PLATFORM_TEST_TOKEN}"},
+        enabled=False,
+    )
+    McpServer.objects.create(
+        name="remote",
+        transport="streamable_http",
+        url="http://app:p4ssw0rd@127.0.0.1:9/mcp?token=qu3ry-token&v=1",
+        headers={"Authorization": "Bearer h3ader-value"},
+        enabled=False,
+    )
+
+    # when
+    stdio = staff_api.get(TEST).json()
+    remote = staff_api.get("/api/mcp/servers/remote").json()
+
+    # then
+    assert (stdio["command"], stdio["args"]) == ("/opt/***/server", ["--token=***", "--other=***"])
+    assert remote["url"] == "http://app:***@127.0.0.1:9/mcp?token=***&v=1"
+
+
+def test_a_servers_error_message_is_redacted_of_its_secrets(api):
+    stdio_test_server(env={"API_TOKEN": "s3cret-value"}).save()
+    get_host().ready(10)
+
+    # the server's "unknown resource" message quotes the URI, which here holds the token
+    response = api.get(f"{TEST}/resources/read", {"uri": "nothing://s3cret-value"})
+
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": {"code": "mcp_not_found", "message": "Unknown resource: nothing://***", "details": None}
+    }
 
 
 def test_env_keys_and_header_names_are_listed(api):
@@ -283,11 +341,27 @@ def test_disabled_servers_tools_are_503(api):
     }
 
 
-def test_tools_of_a_server_that_cannot_start_are_503_with_the_reason(api, slow_retries):
+def test_tools_of_a_server_that_cannot_start_are_503(api, slow_retries):
     _broken_server()
     _wait_for_status("broken", "error")
 
     response = api.get("/api/mcp/servers/broken/tools")
+
+    assert response.status_code == 503
+    assert response.json() == {
+        "error": {
+            "code": "mcp_server_unavailable",
+            "message": "MCP server 'broken' is error",
+            "details": {"status": "error", "reason": None},
+        }
+    }
+
+
+def test_staff_get_the_reason_a_server_cannot_start(staff_api, slow_retries):
+    _broken_server()
+    _wait_for_status("broken", "error")
+
+    response = staff_api.get("/api/mcp/servers/broken/tools")
 
     assert response.status_code == 503
     assert response.json() == {

@@ -3,6 +3,7 @@ and the reference servers (filesystem and everything over npx, mcp-server-time f
 
 import asyncio
 import io
+import logging
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
+from mcp_servers.config import ServerSpec
 from mcp_servers.host import McpHost, get_host
 from mcp_servers.models import McpServer
 from mcp_servers.services import mcp_server_delete, mcp_server_save
@@ -407,3 +409,67 @@ def test_default_servers_work_out_of_the_box(monkeypatch, tmp_path, settings):
         written = host.call_tool("filesystem__write_file", {"path": str(target), "content": "hi"})
         assert written.is_error is False, written.text
         assert target.read_text() == "hi"
+
+
+# --- a server's secrets stay out of logs and errors ------------------------------------------------
+
+TOKEN = "tok-4f9a-very-secret"
+
+
+def _stderr_lines(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name == "mcp_servers.stderr"]
+
+
+def test_stderr_is_logged_with_secrets_redacted_and_once_across_restarts(monkeypatch, caplog):
+    # given a server that prints its token (configured as a ${VAR} reference) on every start
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv("PLATFORM_TEST_TOKEN", TOKEN)
+    stdio_test_server(env={"API_TOKEN": "${PLATFORM_TEST_TOKEN}", "TEST_SERVER_PRINT_TOKEN": "1"}).save()
+    host = get_host()
+    host.ready(15)
+    pids = {host.call_tool("test__pid", {}).text}
+
+    # when it is restarted twice
+    for _ in range(2):
+        host.reconnect("test")
+        host.ready(15)
+        pids.add(host.call_tool("test__pid", {}).text)
+    time.sleep(0.3)  # the last start-up line is read alongside the calls
+
+    # then its start-up line was logged once, redacted, and the token is nowhere in the log
+    assert len(pids) == 3
+    assert host.call_tool("test__env", {"name": "API_TOKEN"}).text == TOKEN  # the server did get it
+    assert _stderr_lines(caplog) == ["MCP server test stderr: starting with API_TOKEN=***"]
+    assert TOKEN not in caplog.text
+
+
+def test_stderr_beyond_sixty_lines_a_minute_is_not_logged(caplog):
+    caplog.set_level(logging.INFO)
+    stdio_test_server(env={"TEST_SERVER_STDERR_LINES": "100"}).save()
+    get_host().ready(15)
+
+    wait_until(lambda: len(_stderr_lines(caplog)) >= 60)
+    time.sleep(0.3)
+
+    assert _stderr_lines(caplog) == [f"MCP server test stderr: noise {number}" for number in range(60)]
+
+
+def test_last_error_log_and_probe_redact_secrets(caplog, settings):
+    # given a server whose failure quotes one of its env values
+    settings.MCP_RESTART_BACKOFF_INITIAL = 60
+    caplog.set_level(logging.INFO)
+    server = McpServer.objects.create(
+        name="ghost", transport="stdio", command=f"/nonexistent/{TOKEN}", env={"API_TOKEN": TOKEN}
+    )
+    host = get_host()
+
+    # when it fails to start, and when staff test it
+    status = wait_until(lambda: _status(host, "ghost").status == "error" and _status(host, "ghost"))
+    probe = host.probe(ServerSpec.from_row(server))
+
+    # then the error says what happened, without the value
+    expected = "FileNotFoundError: [Errno 2] No such file or directory: '/nonexistent/***'"
+    assert status.last_error == expected
+    assert probe["error"] == expected
+    assert f"MCP server ghost: {expected}" in [record.getMessage() for record in caplog.records]
+    assert TOKEN not in caplog.text

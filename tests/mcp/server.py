@@ -3,6 +3,8 @@
 Run it as ``python tests/mcp/server.py stdio`` or ``python tests/mcp/server.py http PORT``.
 It has quick, slow and failing tools, a tool that changes the tool list at run
 time, structured output, a 60-character tool name, resources and prompts.
+At start-up it prints to stderr, as careless servers do: with ``TEST_SERVER_PRINT_TOKEN=1``
+the value of its ``API_TOKEN``, with ``TEST_SERVER_STDERR_LINES=N`` N numbered lines.
 """
 
 import asyncio
@@ -110,6 +112,10 @@ def review(code: str, language: str = "python") -> str:
 
 
 if __name__ == "__main__":
+    if os.environ.get("TEST_SERVER_PRINT_TOKEN"):
+        print(f"starting with API_TOKEN={os.environ.get('API_TOKEN')}", file=sys.stderr, flush=True)
+    for number in range(int(os.environ.get("TEST_SERVER_STDERR_LINES", "0"))):
+        print(f"noise {number}", file=sys.stderr, flush=True)
     transport = sys.argv[1] if len(sys.argv) > 1 else "stdio"
     if transport == "stdio":
         server.run("stdio")

@@ -1,4 +1,7 @@
-"""``export_mcp_config [--output FILE]``: the MCP servers as a Claude Desktop ``mcpServers`` JSON file."""
+"""``export_mcp_config [--output FILE] [--include-secrets]``: the MCP servers as a Claude Desktop JSON file.
+
+Env and header values are masked unless --include-secrets is given (a full backup).
+"""
 
 import json
 from pathlib import Path
@@ -14,10 +17,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--output", default=None, help="Write to this file instead of standard output.")
+        parser.add_argument(
+            "--include-secrets",
+            action="store_true",
+            help="Write env and header values as stored instead of masked (********).",
+        )
 
-    def handle(self, *args: object, output: str | None, **options: object) -> None:
+    def handle(self, *args: object, output: str | None, include_secrets: bool, **options: object) -> None:
         servers = list(McpServer.objects.order_by("name"))
-        text = json.dumps(mcp_config_export(servers), indent=2, sort_keys=True, ensure_ascii=False)
+        exported = mcp_config_export(servers, include_secrets=include_secrets)
+        text = json.dumps(exported, indent=2, sort_keys=True, ensure_ascii=False)
         if output is None:
             self.stdout.write(text)
             return
