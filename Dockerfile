@@ -21,4 +21,4 @@ RUN useradd --create-home --uid 1000 app && mkdir -p /app/workspace && chown -R 
 USER app
 
 EXPOSE 8000
-CMD ["sh", "-c", "exec uvicorn platform_site.asgi:application --host 0.0.0.0 --port 8000 --workers ${WEB_CONCURRENCY:-$(nproc)} --loop uvloop --http httptools --ws websockets --ws-per-message-deflate false --lifespan off --no-access-log --proxy-headers"]
+CMD ["sh", "-c", "exec uvicorn platform_site.asgi:application --host 0.0.0.0 --port 8000 --workers ${WEB_CONCURRENCY:-$(nproc)} --loop uvloop --http httptools --ws websockets --ws-per-message-deflate false --lifespan off --no-access-log --proxy-headers --ws-max-size ${WS_MAX_MESSAGE_BYTES:-4194304}"]

@@ -8,8 +8,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from .forms import ThrottledAdminAuthenticationForm
 from .models import ApiKey, User
 from .services import api_key_generate, api_key_revoke
+
+# The admin's sign-in counts failures with the login page's (a staff account is the better prize).
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
 @admin.register(User)

@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 from platform_site.fields import StrictCharField
 from platform_site.pagination import PageNumberPagination, paginated_response
 
-from .models import User
+from .models import ApiKey, User
 from .requests import AuthenticatedRequest
 from .selectors import api_key_get, api_key_list
 from .services import api_key_create, api_key_revoke
@@ -80,7 +80,11 @@ class ApiKeyListCreateApi(APIView):
     def post(self, request: AuthenticatedRequest) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        issued = api_key_create(owner=request.user, **serializer.validated_data)
+        fields = serializer.validated_data
+        creator = request.auth if isinstance(request.auth, ApiKey) else None  # None: a browser session
+        # An omitted expiry inherits the creating key's; an explicit null asks for none (refused if it has one).
+        expires_at = fields.get("expires_at", creator.expires_at if creator else None)
+        issued = api_key_create(owner=request.user, name=fields["name"], expires_at=expires_at, created_with=creator)
         data = ApiKeyOutputSerializer(issued.api_key).data | {"key": issued.secret}
         return Response(data, status=status.HTTP_201_CREATED)
 

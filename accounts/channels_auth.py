@@ -5,7 +5,8 @@ set headers on a WebSocket, from the subprotocols ``["llmp.bearer", "<key>"]``.
 A valid key sets ``scope["user"]`` and ``scope["api_key"]``; an invalid one
 leaves an anonymous user (the consumer closes with 4401). Without a key the
 session user from ``AuthMiddlewareStack`` stands. The subprotocol to accept
-is left in ``scope["auth_subprotocol"]``.
+is left in ``scope["auth_subprotocol"]``. A client that sent too many unknown
+keys (the REST API's count, per IP) is closed here with 4429, its key unread.
 """
 
 from typing import TYPE_CHECKING, Any, cast
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from channels.consumer import _ChannelScope
 
 SUBPROTOCOL = "llmp.bearer"
+CLOSE_TOO_MANY_FAILED_ATTEMPTS = 4429
 
 
 def _key_from_scope(scope: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -44,10 +46,22 @@ class ApiKeyAuthMiddleware(BaseMiddleware):
         extended["auth_subprotocol"] = subprotocol
         extended["api_key"] = None
         if raw_key:
+            client = extended.get("client") or ("",)
             try:
-                api_key = await run_db(api_key_authenticate, raw_key)
+                api_key = await run_db(api_key_authenticate, raw_key, client_ip=client[0])
+            except exceptions.Throttled:
+                return await _refuse(receive, send, subprotocol=subprotocol)
             except exceptions.AuthenticationFailed:
                 extended["user"] = AnonymousUser()
             else:
                 extended["user"], extended["api_key"] = api_key.owner, api_key
         return await super().__call__(cast("_ChannelScope", extended), receive, send)
+
+
+async def _refuse(receive: Any, send: Any, *, subprotocol: str | None) -> None:
+    # Accepted, then closed (as the consumer does with 4401), so that the client sees why.
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept", "subprotocol": subprotocol})
+    await send({"type": "websocket.close", "code": CLOSE_TOO_MANY_FAILED_ATTEMPTS})

@@ -43,9 +43,17 @@ class IssuedKey:
     secret: str
 
 
-def api_key_create(*, owner: User, name: str, expires_at: datetime | None = None) -> IssuedKey:
+def api_key_create(
+    *, owner: User, name: str, expires_at: datetime | None = None, created_with: ApiKey | None = None
+) -> IssuedKey:
+    """A new key. One made with a key (``created_with``) never outlives it, so a short-lived key can't mint
+    a permanent one; a browser session may make any key."""
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationFailed("expires_at must be in the future.", details={"expires_at": ["Must be in the future."]})
+    limit = created_with.expires_at if created_with is not None else None
+    if limit is not None and (expires_at is None or expires_at > limit):
+        message = f"A key created with an API key cannot outlive it: expires_at must be at most {limit.isoformat()}."
+        raise ValidationFailed(message, code="expires_after_creating_key", details={"expires_at": [message]})
     generated = api_key_generate()
     api_key = ApiKey.objects.create(
         owner=owner, name=name, prefix=generated.prefix, key_hash=generated.key_hash, expires_at=expires_at

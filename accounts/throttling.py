@@ -1,18 +1,22 @@
-"""Per-user API rate limit: a fixed one-minute window counted in the shared cache.
+"""Per-user API rate limit, and throttles on guessing (failed sign-ins, unknown API keys).
 
-With REDIS_URL set the counters live in Redis (one round trip per request), so
-the limit holds across all worker processes. Anonymous requests are counted
-per client IP.
+All are fixed windows counted in the shared cache. With REDIS_URL set the
+counters live in Redis (one round trip per request for the rate limit), so the
+limits hold across all worker processes. Anonymous requests are counted per
+client IP.
 """
 
+import hashlib
+import math
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
 from rest_framework.throttling import BaseThrottle
 
-from platform_site.counters import counter_add
+from platform_site.counters import counter_add, counter_delete, counter_get_many
 from platform_site.exceptions import RateLimited
 
 WINDOW = 60
@@ -80,3 +84,88 @@ def rate_limit_check_user(*, user: object) -> None:
     retry_after = rate_limit_hit_for_user(user)
     if retry_after is not None:
         raise RateLimited(f"Too many requests: retry in {retry_after} s.", retry_after=retry_after, code="throttled")
+
+
+# --- Guessing: failed sign-ins and unknown API keys ------------------------------------------------
+# Only failures are counted; a client is refused (without checking what it sent) while any of its
+# counters has reached the limit in the current window. Windows are fixed, so a refusal lasts at most
+# one window and a guesser gets at most twice the limit across a window boundary.
+
+
+def _failure_key(scope: str, ident: str, index: int) -> str:
+    return f"rl:fail:{scope}:{ident}:{index}"
+
+
+def failures_retry_after(*, scope: str, idents: Sequence[str], limit: int, window: int) -> int | None:
+    """Seconds until the window ends if any of ``idents`` has ``limit`` failures in it, else None."""
+    if limit <= 0:
+        return None
+    now = time.time()
+    index = int(now // window)
+    counts = counter_get_many(_failure_key(scope, ident, index) for ident in idents)
+    if any(count >= limit for count in counts.values()):
+        return max(1, math.ceil((index + 1) * window - now))
+    return None
+
+
+def failures_add(*, scope: str, idents: Sequence[str], limit: int, window: int) -> None:
+    if limit <= 0:
+        return
+    index = int(time.time() // window)
+    for ident in idents:
+        counter_add(_failure_key(scope, ident, index), 1, ttl=window)
+
+
+def failures_clear(*, scope: str, ident: str, window: int) -> None:
+    counter_delete(_failure_key(scope, ident, int(time.time() // window)))
+
+
+def _account_ident(username: str) -> str:
+    # Hashed: a username may hold characters a cache key should not (and need not be readable in Redis).
+    return f"user:{hashlib.sha256(username.encode()).hexdigest()[:32]}"
+
+
+def _login_idents(*, ip: str, username: str) -> list[str]:
+    return [f"ip:{ip}", _account_ident(username)]
+
+
+def login_failures_retry_after(*, ip: str, username: str) -> int | None:
+    """None if a sign-in as ``username`` from ``ip`` may be tried now, else the seconds to wait."""
+    return failures_retry_after(
+        scope="login",
+        idents=_login_idents(ip=ip, username=username),
+        limit=settings.LOGIN_FAILURE_LIMIT,
+        window=settings.LOGIN_FAILURE_WINDOW_SECONDS,
+    )
+
+
+def login_failure_add(*, ip: str, username: str) -> None:
+    failures_add(
+        scope="login",
+        idents=_login_idents(ip=ip, username=username),
+        limit=settings.LOGIN_FAILURE_LIMIT,
+        window=settings.LOGIN_FAILURE_WINDOW_SECONDS,
+    )
+
+
+def login_failures_clear(*, username: str) -> None:
+    """After a sign-in succeeds: the account's count starts over (the address's does not)."""
+    failures_clear(scope="login", ident=_account_ident(username), window=settings.LOGIN_FAILURE_WINDOW_SECONDS)
+
+
+def api_key_failures_retry_after(*, ip: str) -> int | None:
+    return failures_retry_after(
+        scope="key",
+        idents=[f"ip:{ip}"],
+        limit=settings.API_KEY_FAILURE_LIMIT,
+        window=settings.API_KEY_FAILURE_WINDOW_SECONDS,
+    )
+
+
+def api_key_failure_add(*, ip: str) -> None:
+    failures_add(
+        scope="key",
+        idents=[f"ip:{ip}"],
+        limit=settings.API_KEY_FAILURE_LIMIT,
+        window=settings.API_KEY_FAILURE_WINDOW_SECONDS,
+    )

@@ -176,7 +176,9 @@ class TurnInputSerializer(SharedFieldsSerializer):
     stream = StrictBooleanField(required=False, default=False)
     max_tokens = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000)
     temperature = StrictFloatField(required=False, allow_null=True, min_value=0, max_value=2)
-    thinking_budget = StrictIntegerField(required=False, allow_null=True, min_value=1)
+    # Bounded like max_tokens: far above any model's budget (the provider refuses what its model can't take),
+    # and an unbounded integer went to the provider as sent.
+    thinking_budget = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000)
 
     class Meta:
         ref_name = "TurnInput"
@@ -409,10 +411,11 @@ class CancelOutputSerializer(serializers.Serializer):
 class ChatCancelApi(AsyncApiView):
     @extend_schema(
         request=None,
-        responses={202: CancelOutputSerializer, **error_responses(409)},  # 409 no_turn_in_progress
+        responses={202: CancelOutputSerializer, **error_responses(409, 503)},  # 409 no_turn_in_progress
         operation_id="chats_cancel",
         description="Stop the chat's running turn, on whichever worker runs it; what it produced is kept. "
-        "409 `no_turn_in_progress` when none is running.",
+        "409 `no_turn_in_progress` when none is running; 503 `service_unavailable` (with `Retry-After`) when "
+        "another worker runs it and Redis, which carries the cancel there, is unreachable.",
     )
     async def post(self, request: AuthenticatedRequest, chat_id: int) -> Response:
         if not await turn_cancel(chat_id=chat_id, user=request.user):

@@ -15,15 +15,20 @@ stays open), ``{"type": "pong"}`` and a first ``{"type": "ready", ...}``.
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from typing import Any
 
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 
 from platform_site.db import run_db
-from platform_site.exceptions import ApplicationError
+from platform_site.exceptions import REDIS_AWAY, ApplicationError
+from platform_site.parsers import JsonTooDeep, json_loads
 
 from .apis import TurnInputSerializer
 from .models import Chat
@@ -49,6 +54,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
     chat_id: int
     user: Any = None
     api_key: Any = None
+    on_layer = False  # subscribed on the channel layer: reachable by turns running on other workers
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # AsyncConsumer.__call__, except that a channel layer it cannot subscribe on (Redis away) does not fail
+        # the handshake: the tab then gets the turns of this worker only (LOCAL_TABS) until it reconnects.
+        self.scope, self.base_send = scope, send
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)  # type: ignore[assignment]
+        sources = [receive]
+        try:
+            self.channel_name = await self.channel_layer.new_channel()
+        except REDIS_AWAY:
+            logger.warning("a tab connected while the channel layer (Redis) is away: it gets this worker's turns only")
+        else:
+            self.on_layer = True
+            sources.append(functools.partial(self.channel_layer.receive, self.channel_name))
+        with contextlib.suppress(StopConsumer):
+            await await_many_dispatch(sources, self.dispatch)
 
     async def connect(self) -> None:
         self.chat_id = int(self.scope["url_route"]["kwargs"]["chat_id"])
@@ -67,11 +89,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         self.user, self.api_key = user, self.scope.get("api_key")
-        await self.channel_layer.group_add(group_name(self.chat_id), self.channel_name)
-        tabs = LOCAL_TABS.setdefault(self.chat_id, set())
-        if not tabs:
-            await tabs_join(self.chat_id)
-        tabs.add(self)
+        await self._join_other_workers()
+        LOCAL_TABS.setdefault(self.chat_id, set()).add(self)
         await self.accept(subprotocol)
         await self._send(
             {"type": "ready", "chat_id": self.chat_id, "turn_in_progress": chat_turn_in_progress(chat=chat)}
@@ -86,7 +105,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 LOCAL_TABS.pop(self.chat_id, None)
                 with contextlib.suppress(Exception):  # Redis away: the set expires by itself
                     await tabs_leave(self.chat_id)
-            await self.channel_layer.group_discard(group_name(self.chat_id), self.channel_name)
+            if self.on_layer:
+                with contextlib.suppress(*REDIS_AWAY):  # Redis away: nothing is delivered there anyway
+                    await self.channel_layer.group_discard(group_name(self.chat_id), self.channel_name)
+
+    async def _join_other_workers(self) -> None:
+        """Join the chat's group and list this worker on the chat, so turns run by other workers reach this tab."""
+        if not self.on_layer:
+            return
+        try:
+            await self.channel_layer.group_add(group_name(self.chat_id), self.channel_name)
+            await tabs_join(self.chat_id)
+        except REDIS_AWAY:
+            logger.warning(
+                "chat %s: a tab connected while Redis is away: it gets this worker's turns only", self.chat_id
+            )
 
     # --- client frames ---------------------------------------------------------------------------
 
@@ -94,11 +127,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if text_data is None:
             await self._error("invalid_frame", "Send JSON text frames.")
             return
-        if len(text_data) > settings.CHAT_WS_MAX_FRAME_BYTES:
+        data = text_data.encode()  # the limit is in bytes: 200k CJK characters are 600 KB
+        if len(data) > settings.CHAT_WS_MAX_FRAME_BYTES:
             await self._error("frame_too_large", f"Frames are limited to {settings.CHAT_WS_MAX_FRAME_BYTES} bytes.")
             return
         try:
-            frame = json.loads(text_data)
+            frame = json_loads(data)
+        except JsonTooDeep as exc:
+            await self._error("invalid_json", str(exc))
+            return
         except ValueError:
             await self._error("invalid_json", "The frame is not valid JSON.")
             return
@@ -109,7 +146,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if kind == "ping":
             await self._send({"type": "pong"})
         elif kind == "cancel":
-            await turn_cancel(chat_id=self.chat_id, user=self.user)
+            try:
+                await turn_cancel(chat_id=self.chat_id, user=self.user)
+            except ApplicationError as exc:  # the turn runs on a worker Redis cannot reach now
+                await self._application_error(exc)
         elif kind == "message":
             await self._start_turn(frame)
         else:
@@ -131,8 +171,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             handle = await turn_start(prepared)
         except ApplicationError as exc:
-            extra = {"retry_after": exc.retry_after} if hasattr(exc, "retry_after") else {}
-            await self._error(exc.code, exc.message, details=exc.details, **extra)
+            await self._application_error(exc)
             return
         asyncio.get_running_loop().create_task(_forward(self.channel_layer, self.chat_id, handle))
 
@@ -148,6 +187,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _error(self, code: str, message: str, details: Any = None, **extra: Any) -> None:
         await self._send({"type": "error", "code": code, "message": message, "details": details, **extra})
 
+    async def _application_error(self, exc: ApplicationError) -> None:
+        extra = {"retry_after": exc.retry_after} if hasattr(exc, "retry_after") else {}
+        await self._error(exc.code, exc.message, details=exc.details, **extra)
+
 
 async def _forward(layer: Any, chat_id: int, handle: TurnHandle) -> None:
     """Fan a turn's events out to every tab on the chat, in order; the turn runs regardless of listeners.
@@ -157,6 +200,7 @@ async def _forward(layer: Any, chat_id: int, handle: TurnHandle) -> None:
     """
     queue = handle.subscribe()
     elsewhere = TabsElsewhere(chat_id)
+    layer_failed = False
     try:
         while True:
             events = [await queue.get()]
@@ -171,8 +215,10 @@ async def _forward(layer: Any, chat_id: int, handle: TurnHandle) -> None:
                         await layer.group_send(
                             group_name(chat_id), {"type": "chat.event", "event": frame, "origin": PROCESS_ID}
                         )
-                except Exception:  # the layer (Redis) is away: tabs here still get every event
-                    logger.warning("chat %s: could not reach tabs on other workers", chat_id, exc_info=True)
+                except Exception:  # the layer (Redis) is away: tabs here got the frame all the same
+                    if not layer_failed:  # once a turn, not once a frame
+                        logger.warning("chat %s: could not reach tabs on other workers", chat_id, exc_info=True)
+                    layer_failed = True
             if events[-1].type == "turn_done":
                 return
     except Exception:

@@ -14,22 +14,69 @@ block.
 Requests to sync views (admin, the login page) take Django's own path
 unchanged: each runs in a thread of its own, which closes its connections at
 the end.
+
+Both paths read the body here. A chunked body has no Content-Length, and DRF
+reads no body without one: a chunked POST arrived as ``{}``. The request gets the
+size received as its length, and no more than ``DATA_UPLOAD_MAX_MEMORY_SIZE``
+is kept of a body (this API takes no file uploads): a longer one is read to its
+end and its excess dropped, and the request then answers 413 as Django does for
+a declared length over the limit.
 """
 
 import asyncio
+import tempfile
+from collections.abc import Mapping
 from contextlib import closing
-from typing import Any
+from typing import IO, Any
 
-from asgiref.sync import iscoroutinefunction
+from asgiref.sync import iscoroutinefunction, sync_to_async
+from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
-from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix
+from django.http.response import HttpResponseBase
 from django.urls import Resolver404, get_resolver, set_script_prefix
 
 Scope = dict[str, Any]
 
 
+class BodyFile(tempfile.SpooledTemporaryFile[bytes]):
+    received = 0  # bytes the client sent, kept or not
+
+
 class AsgiHandler(ASGIHandler):
+    async def read_body(self, receive: Any) -> BodyFile:
+        """Django's, keeping at most one byte past DATA_UPLOAD_MAX_MEMORY_SIZE (enough to answer 413)."""
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        keep = None if limit is None else limit + 1
+        body_file = BodyFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b")
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                body_file.close()
+                raise RequestAborted()
+            body = message.get("body", b"")
+            kept = body if keep is None else body[: max(0, keep - body_file.received)]
+            body_file.received += len(body)
+            if kept:
+                if getattr(body_file, "_rolled", False):  # on disk
+                    await sync_to_async(body_file.write, thread_sensitive=False)(kept)
+                else:
+                    body_file.write(kept)
+            if not message.get("more_body", False):
+                break
+        body_file.seek(0)
+        return body_file
+
+    def create_request(
+        self, scope: Mapping[str, Any], body_file: IO[bytes]
+    ) -> tuple[ASGIRequest, None] | tuple[None, HttpResponseBase]:
+        created = super().create_request(scope, body_file)
+        request, received = created[0], getattr(body_file, "received", 0)
+        if request is not None and received and not request.META.get("CONTENT_LENGTH"):
+            request.META["CONTENT_LENGTH"] = str(received)
+        return created
+
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and self._view_is_async(scope):
             await self._handle_async_view(scope, receive, send)

@@ -4,19 +4,21 @@ Every error body is ``{"error": {"code", "message", "details"}}``. Services rais
 ``platform_site.exceptions`` classes; DRF and Django errors are reshaped here too.
 """
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.views import defaults
+from django.views import csrf, defaults
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .exceptions import ApplicationError, RateLimited
+from .exceptions import REDIS_AWAY, ApplicationError, RedisUnavailable
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -35,10 +37,13 @@ def _first_message(detail: Any) -> str:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, REDIS_AWAY):  # whatever has no fallback without Redis: 503, not 500
+        exc = RedisUnavailable()
     if isinstance(exc, ApplicationError):
         error_response = Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
-        if isinstance(exc, RateLimited):
-            error_response["Retry-After"] = str(exc.retry_after)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            error_response["Retry-After"] = str(retry_after)
         return error_response
 
     if isinstance(exc, RequestDataTooBig):
@@ -88,6 +93,29 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if _wants_json(request):
         return JsonResponse(error_body("server_error", "Internal server error."), status=500)
     return defaults.server_error(request)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: the API's JSON 403 under /api/, Django's page elsewhere."""
+    if _wants_json(request):
+        return JsonResponse(error_body("csrf_failed", f"CSRF check failed: {reason}"), status=403)
+    return csrf.csrf_failure(request, reason)
+
+
+def api_safe_methods_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """For the HTML views under /api/ (the docs page): other methods get the JSON 405, not an HTML one."""
+
+    @csrf_exempt
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            message = f'Method "{request.method}" not allowed.'
+            response = JsonResponse(error_body("method_not_allowed", message), status=405)
+            response["Allow"] = "GET, HEAD, OPTIONS"
+            return response
+        return view(request, *args, **kwargs)
+
+    return wrapper
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:

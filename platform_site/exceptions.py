@@ -2,6 +2,12 @@
 
 from typing import Any
 
+import redis.exceptions
+
+# What redis-py raises (sync and asyncio clients alike) when Redis is unreachable or too slow to answer: an
+# outage to ride out, not a bug. Any other RedisError (a wrong type, a bad command) is a bug and stays a 500.
+REDIS_AWAY: tuple[type[Exception], ...] = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
 
 class ApplicationError(Exception):
     status_code = 400
@@ -38,6 +44,16 @@ class Conflict(ApplicationError):
 class ServiceUnavailable(ApplicationError):
     status_code = 503
     code = "unavailable"
+
+
+class RedisUnavailable(ServiceUnavailable):
+    """Redis is away and what was asked cannot be done without it; worth asking again shortly."""
+
+    code = "service_unavailable"
+    retry_after = 5
+
+    def __init__(self, message: str = "A shared service (Redis) is unreachable; try again shortly.") -> None:
+        super().__init__(message)
 
 
 class RateLimited(ApplicationError):

@@ -15,7 +15,7 @@ from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
 from django.http import HttpRequest, HttpResponseBase
-from django.middleware import clickjacking, common, csrf, security
+from django.middleware import clickjacking, common, csp, csrf, security
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 
@@ -79,6 +79,10 @@ class _InlineHooks:
 
 
 class SecurityMiddleware(_InlineHooks, security.SecurityMiddleware):
+    pass
+
+
+class ContentSecurityPolicyMiddleware(_InlineHooks, csp.ContentSecurityPolicyMiddleware):
     pass
 
 

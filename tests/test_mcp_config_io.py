@@ -399,6 +399,46 @@ def test_export_then_import_round_trips_to_unchanged(tmp_path, django_capture_on
     assert callbacks == []
 
 
+def _export(*args: str) -> dict:
+    out = io.StringIO()
+    call_command("export_mcp_config", *args, stdout=out)
+    return json.loads(out.getvalue())["mcpServers"]
+
+
+def test_export_masks_env_and_header_values_unless_asked_for_them():
+    McpServerFactory(name="local", command="srv", env={"TOKEN": "s3cret-value", "REF": "${TOKEN}"})
+    McpServerFactory(name="remote", transport="streamable_http", command="", url="https://h/mcp", headers={"A": "b"})
+
+    masked, full = _export(), _export("--include-secrets")
+
+    assert (masked["local"]["env"], masked["remote"]["headers"]) == (
+        {"TOKEN": "********", "REF": "${TOKEN}"},
+        {"A": "********"},
+    )
+    assert (full["local"]["env"], full["remote"]["headers"]) == (
+        {"TOKEN": "s3cret-value", "REF": "${TOKEN}"},
+        {"A": "b"},
+    )
+
+
+def test_importing_a_masked_value_keeps_the_stored_one(tmp_path):
+    McpServerFactory(name="local", command="srv", env={"TOKEN": "s3cret-value"})
+    config = {"mcpServers": {"local": {"command": "srv", "env": {"TOKEN": "********", "NEW": "v4lue"}}}}
+
+    output = import_config(tmp_path, config)
+
+    assert output == "updated local: env\n0 created, 1 updated, 0 unchanged.\n"
+    assert fields("local")["env"] == {"TOKEN": "s3cret-value", "NEW": "v4lue"}
+
+
+def test_a_masked_value_with_nothing_stored_fails(tmp_path):
+    config = {"mcpServers": {"local": {"command": "srv", "env": {"TOKEN": "********"}}}}
+
+    with pytest.raises(CommandError, match=r"Server 'local': env TOKEN: masked, and no stored value to keep\."):
+        import_config(tmp_path, config)
+    assert snapshot() == []
+
+
 def test_a_successful_import_schedules_exactly_one_broadcast(tmp_path, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         import_config(tmp_path, CLAUDE_CONFIG)

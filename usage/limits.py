@@ -7,11 +7,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from django.core.cache import cache
 from django.db.models import Sum
 
 from accounts.models import User
-from platform_site.counters import counter_add
+from platform_site.counters import counter_add, counter_get
 from platform_site.exceptions import RateLimited
 
 from .models import UsageRecord
@@ -27,7 +26,7 @@ def limits_check_tokens(*, user: User) -> None:
     if user.tokens_per_minute is None:
         return
     window = int(time.time() // TPM_WINDOW)
-    used = cache.get(_tpm_key(user.pk, window), 0)
+    used = counter_get(_tpm_key(user.pk, window))
     if used >= user.tokens_per_minute:
         retry_after = int((window + 1) * TPM_WINDOW - time.time()) + 1
         raise RateLimited(

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from platform_site.db import run_db
-from platform_site.exceptions import Conflict, NotFound
+from platform_site.exceptions import REDIS_AWAY, Conflict, NotFound, RedisUnavailable
 
 from ...models import Chat
 
@@ -81,7 +81,10 @@ async def turn_cancel(*, chat_id: int, user: User) -> bool:
         message = {"type": CANCEL, "chat_id": chat_id, "turn_id": chat.turn_id}
         layer = get_channel_layer()
         assert layer is not None, "settings always configure CHANNEL_LAYERS"
-        await layer.send(chat.turn_owner.removeprefix(_REMOTE_PREFIX), message)
+        try:
+            await layer.send(chat.turn_owner.removeprefix(_REMOTE_PREFIX), message)
+        except REDIS_AWAY as exc:
+            raise RedisUnavailable("The worker running this turn cannot be reached (Redis is away).") from exc
         return True
     return False
 
@@ -103,7 +106,12 @@ async def turn_owner_name() -> str:
             _listener = Future()
             threading.Thread(target=_listen, args=(_listener,), name="turn-control", daemon=True).start()
         ready = _listener
-    return _REMOTE_PREFIX + await asyncio.wrap_future(ready)
+    try:
+        return _REMOTE_PREFIX + await asyncio.wrap_future(ready)
+    except REDIS_AWAY:
+        # The turn runs all the same; only a cancel sent from another worker cannot reach it.
+        logger.warning("turn control channel: Redis is away; this turn can be cancelled from this worker only")
+        return f"local:{PROCESS_ID}"
 
 
 def _listen(ready: Future[str]) -> None:

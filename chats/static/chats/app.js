@@ -18,8 +18,47 @@ async function api(path, options = {}) {
   return body;
 }
 
-// Model output is untrusted: Markdown is rendered, then sanitised before it touches the DOM.
-const markdown = (text) => DOMPurify.sanitize(marked.parse(text || ""));
+// Model output is untrusted: Markdown is rendered, then sanitised before it touches the DOM. It may not fetch
+// anything by itself either: a prompt-injected reply could put chat data in an image URL. Remote images become
+// links the reader may follow; other remote media sources are dropped. (The page's CSP blocks such loads too;
+// this keeps the reply readable and quiet.) Inline styles would only be blocked by the CSP, so they go as well.
+const markdown = (text) => DOMPurify.sanitize(marked.parse(text || ""), { FORBID_TAGS: ["style"], FORBID_ATTR: ["style"] });
+
+function isLocalUrl(url) {
+  try {
+    const parsed = new URL(url, location.href);
+    return parsed.protocol === "data:" || parsed.origin === location.origin;
+  } catch {
+    return false;
+  }
+}
+
+function linkForImage(image) {
+  const url = image.getAttribute("src");
+  const link = image.ownerDocument.createElement("a");
+  link.href = url;
+  link.title = url;
+  link.className = "remote-image";
+  link.textContent = `🖼 ${image.getAttribute("alt") || url}`;
+  return link;
+}
+
+DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+  if (node.nodeName === "A" && node.hasAttribute("href")) {
+    node.setAttribute("target", "_blank");
+    node.setAttribute("rel", "noopener noreferrer nofollow");
+    return;
+  }
+  if (node.nodeName === "IMG" && node.hasAttribute("src") && !isLocalUrl(node.getAttribute("src"))) {
+    node.replaceWith(linkForImage(node)); // DOMPurify visits the new link next, so it gets the rule above
+    return;
+  }
+  node.removeAttribute("srcset"); // a candidate list; Markdown never makes one
+  for (const name of ["src", "poster", "background", "href", "xlink:href"]) {
+    const value = node.getAttribute(name);
+    if (value !== null && !isLocalUrl(value)) node.removeAttribute(name);
+  }
+});
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
