@@ -84,7 +84,7 @@ class McpServerAdmin(admin.ModelAdmin):
         css = {"all": ["platform_site/admin-status.css"]}
 
     form = McpServerForm
-    list_filter = ("transport", "enabled")
+    list_filter = ("transport", "enabled", "access_restricted")
     search_fields = ("name", "display_name", "description", "command", "url")
     actions = ("test_connection", "reconnect")
     readonly_fields = ("live_status", "tools_overview")
@@ -93,7 +93,15 @@ class McpServerAdmin(admin.ModelAdmin):
         ("stdio", {"fields": ("command", "args", "cwd", "env")}),
         ("HTTP", {"fields": ("url", "headers")}),
         ("Tools", {"fields": ("tool_allowlist", "live_status", "tools_overview")}),
+        (
+            "Access",
+            {
+                "fields": ("access_restricted", "allowed_users", "allowed_groups", "denied_tools"),
+                "description": "Open to everyone unless restricted; staff follow the same rules in their own chats.",
+            },
+        ),
     )
+    filter_horizontal = ("allowed_users", "allowed_groups")
 
     def get_list_display(self, request: HttpRequest):
         statuses = _statuses()  # one host round trip for the whole page

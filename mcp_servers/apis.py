@@ -4,6 +4,7 @@ Everything here talks to this worker's host (network or subprocess I/O), so the
 views are async (platform_site.async_views). Configuration is never written through the API: servers
 are configured by staff in admin, and no command line is ever accepted here. Why a server is down
 (``last_error``), its command line and URL are shown to staff only, with the server's secrets redacted.
+A server a user may not use does not exist for them here (404, absent from listings); staff see every one.
 """
 
 from typing import Any
@@ -25,7 +26,10 @@ from .services import mcp_host_reload, mcp_server_reconnect, mcp_tool_call
 
 
 class ServerStatusSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["connecting", "connected", "error", "disabled"])
+    status = serializers.ChoiceField(
+        choices=["connecting", "connected", "error", "disabled", "per-user"],
+        help_text='"per-user": one connection per user, started on their first use (see the tools endpoints).',
+    )
     last_error = serializers.CharField(
         allow_null=True, help_text="Staff only (null for others); the server's secrets are redacted as ***."
     )
@@ -62,6 +66,12 @@ class ServerOutputSerializer(serializers.Serializer):
     enabled = serializers.BooleanField(source="server.enabled")
     timeout_seconds = serializers.IntegerField(source="server.timeout_seconds")
     tool_allowlist = serializers.ListField(child=serializers.CharField(), source="server.tool_allowlist")
+    denied_tools = serializers.ListField(
+        child=serializers.CharField(), source="server.denied_tools", help_text="Never offered nor callable."
+    )
+    usable = serializers.BooleanField(
+        help_text="Whether you may use it; always true except in the listing staff see, which has every server."
+    )
     env_keys = serializers.SerializerMethodField()
     header_names = serializers.SerializerMethodField()
     command = serializers.SerializerMethodField(help_text="Staff only; secrets redacted as ***.")
@@ -132,20 +142,20 @@ class McpStatusApi(APIView):
 
     @extend_schema(responses=OutputSerializer, operation_id="mcp_status_retrieve")
     async def get(self, request: AuthenticatedRequest) -> Response:
-        return Response(self.OutputSerializer(await mcp_host_summary()).data)
+        return Response(self.OutputSerializer(await mcp_host_summary(user=request.user)).data)
 
 
 class McpServerListApi(APIView):
     @extend_schema(responses=ServerOutputSerializer(many=True), operation_id="mcp_servers_list")
     async def get(self, request: AuthenticatedRequest) -> Response:
-        views = await mcp_server_views()
+        views = await mcp_server_views(user=request.user)
         return Response(ServerOutputSerializer(views, many=True, context={"request": request}).data)
 
 
 class McpServerDetailApi(APIView):
     @extend_schema(responses=ServerOutputSerializer, operation_id="mcp_servers_retrieve")
     async def get(self, request: AuthenticatedRequest, name: str) -> Response:
-        view = await mcp_server_view(name=name)
+        view = await mcp_server_view(name=name, user=request.user)
         return Response(ServerOutputSerializer(view, context={"request": request}).data)
 
 
@@ -204,7 +214,8 @@ class McpToolCallApi(APIView):
     async def post(self, request: AuthenticatedRequest, name: str, tool: str) -> Response:
         serializer = ArgumentsSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        result = await mcp_tool_call(server=name, tool=tool, arguments=serializer.validated_data["arguments"])
+        arguments = serializer.validated_data["arguments"]
+        result = await mcp_tool_call(server=name, tool=tool, arguments=arguments, user=request.user)
         return Response(ToolResultSerializer(result.model_dump()).data)
 
 

@@ -3,8 +3,8 @@
 After a McpServer row is saved or deleted (and the transaction commits), a
 message goes to the ``mcp-config`` Channels group over Redis when REDIS_URL is
 set; each host in each process is a member and re-reads the configuration,
-reconnecting only servers that changed. Without Redis there is one process, so
-its host is told directly.
+reconnecting only servers that changed, and the process forgets its copy of the
+access rules. Without Redis there is one process, so its host is told directly.
 """
 
 import asyncio
@@ -33,7 +33,14 @@ def _layer() -> BaseChannelLayer:
     return layer
 
 
+def _forget_access_rules() -> None:
+    from .selectors import mcp_access_cache_clear
+
+    mcp_access_cache_clear()
+
+
 async def abroadcast_config_changed() -> None:
+    _forget_access_rules()  # this process at once; the others when the message reaches them
     if settings.REDIS_URL:
         await _layer().group_send(GROUP, MESSAGE)
         return
@@ -46,6 +53,7 @@ async def abroadcast_config_changed() -> None:
 
 def broadcast_config_changed() -> None:
     """Tell every host to re-read MCP server configuration. Call after commit."""
+    _forget_access_rules()  # this process at once; the others when the message reaches them
     if settings.REDIS_URL:
         async_to_sync(_layer().group_send)(GROUP, MESSAGE)
         return
@@ -73,6 +81,7 @@ async def listen_for_config_changes(host: "McpHost") -> None:
             except TimeoutError:
                 await layer.group_add(GROUP, channel)
                 continue
+            _forget_access_rules()
             try:
                 changed = await host.areload()
                 logger.info("MCP configuration changed; reconnected: %s", ", ".join(changed) or "none")

@@ -4,17 +4,27 @@ A ``ServerSpec`` is an immutable snapshot of a row; its ``fingerprint`` tells a
 host whether a saved row changed anything that needs a reconnect. ``${VAR}``
 references in env values, headers and the URL are expanded from the process
 environment at connect time, never stored expanded.
+
+A server whose args, env, headers, cwd or URL use ``{{user.id}}`` or ``{{user.username}}`` is
+*per-user*: the host runs one connection per (server, user), from the spec ``for_user`` returns.
 """
 
 import hashlib
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 from .models import McpServer
 
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+USER_PLACEHOLDER_RE = re.compile(r"\{\{user\.(id|username)\}\}")
+# Django's own username characters (\w is any script's letters and digits), minus what could climb out
+# of a directory or pass for an option: no "/" or "\\", and no "." or "-" first (".", "..", "-rf").
+SAFE_USERNAME_RE = re.compile(r"[\w@+][\w.@+-]*")
 
 
 class ConfigError(Exception):
@@ -33,9 +43,12 @@ class ServerSpec:
     headers: tuple[tuple[str, str], ...] = ()
     timeout_seconds: float = 30.0
     tool_allowlist: tuple[str, ...] = ()
+    denied_tools: tuple[str, ...] = ()
     display_name: str = ""
     description: str = ""
     enabled: bool = True
+    # Per-user specs only: directories the host creates before starting the process (see for_user).
+    make_dirs: tuple[str, ...] = ()
     fingerprint: str = field(default="", compare=False)
 
     @classmethod
@@ -51,6 +64,7 @@ class ServerSpec:
             headers=tuple(sorted((row.headers or {}).items())),
             timeout_seconds=float(row.timeout_seconds),
             tool_allowlist=tuple(row.tool_allowlist or ()),
+            denied_tools=tuple(row.denied_tools or ()),
             display_name=row.display_name,
             description=row.description,
             enabled=row.enabled,
@@ -64,6 +78,88 @@ class ServerSpec:
         }
         digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
         return ServerSpec(**{**asdict(self), "fingerprint": digest})
+
+    def _uses(self, *fields: str) -> bool:
+        values = (*self.args, *(v for _k, v in self.env), *(v for _k, v in self.headers), self.cwd, self.url)
+        return any(match.group(1) in fields for value in values for match in USER_PLACEHOLDER_RE.finditer(value))
+
+    @property
+    def per_user(self) -> bool:
+        """Whether a placeholder makes this a server with one connection per user."""
+        return self._uses("id", "username")
+
+    def for_user(self, user: "UserContext") -> "ServerSpec":
+        """This spec with the ``{{user.*}}`` placeholders filled in for ``user``; ConfigError if it cannot be.
+
+        The username must match SAFE_USERNAME_RE, since it may become a path segment or a whole argument.
+        In the URL, values are percent-encoded. For a stdio server the host creates (see ``user_dirs``)
+        the cwd when it holds a placeholder, and the per-user directory each path argument names.
+        """
+        values = {"id": str(user.id), "username": user.username}
+        if self._uses("username") and not SAFE_USERNAME_RE.fullmatch(user.username):
+            raise ConfigError(f"the username {user.username!r} cannot be used for {{{{user.username}}}}")
+
+        def fill(text: str, *, encode: bool = False) -> str:
+            return USER_PLACEHOLDER_RE.sub(
+                lambda m: quote(values[m.group(1)], safe="") if encode else values[m.group(1)], text
+            )
+
+        spec = replace(
+            self,
+            args=tuple(fill(arg) for arg in self.args),
+            env=tuple((key, fill(value)) for key, value in self.env),
+            cwd=fill(self.cwd),
+            url=fill(self.url, encode=True),
+            headers=tuple((key, fill(value)) for key, value in self.headers),
+        )
+        if self.transport == "stdio":
+            spec = replace(spec, make_dirs=tuple(str(path) for path in user_dirs(self, fill)))
+        return spec.with_fingerprint()
+
+
+@dataclass(frozen=True)
+class UserContext:
+    """Whom a per-user connection runs for: the values of the ``{{user.*}}`` placeholders."""
+
+    id: int
+    username: str
+
+    @classmethod
+    def of(cls, user: Any) -> "UserContext":
+        return cls(id=user.pk, username=user.get_username())
+
+
+def user_dirs(template: ServerSpec, fill: Any) -> list[Path]:
+    """The per-user directories a stdio server needs before it starts, as absolute paths.
+
+    - The cwd, when it holds a placeholder.
+    - For each argument holding a placeholder that is a path (it has a "/", is not a URL; an option
+      counts by its value after "="): the path up to and including its last segment that holds a
+      placeholder. ``workspace/{{user.id}}`` gives ``workspace/42``; ``/srv/{{user.id}}/notes`` gives
+      ``/srv/42``. When that segment is the last one and has a dot (``data/{{user.id}}.db``, a file), none.
+    Relative paths resolve against the server's cwd, else the worker's working directory, as the
+    server's own process will resolve them.
+    """
+    base = Path.cwd()
+    dirs: list[Path] = []
+    if USER_PLACEHOLDER_RE.search(template.cwd):
+        dirs.append(base / fill(template.cwd))
+    cwd = base / fill(template.cwd) if template.cwd else base
+    for arg in template.args:
+        if not USER_PLACEHOLDER_RE.search(arg):
+            continue
+        value = arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg
+        if value.startswith("-") or "/" not in value or "://" in value:
+            continue
+        segments = value.split("/")
+        holding = [i for i, segment in enumerate(segments) if USER_PLACEHOLDER_RE.search(segment)]
+        if not holding:
+            continue
+        last = holding[-1]
+        if last == len(segments) - 1 and "." in USER_PLACEHOLDER_RE.sub("", segments[last]):
+            continue
+        dirs.append(cwd / fill("/".join(segments[: last + 1])))
+    return dirs
 
 
 def expand(value: str, *, where: str) -> str:

@@ -3,6 +3,9 @@
 Parsing checks shapes only and keeps ``${VAR}`` references verbatim (they are expanded at connect
 time); the model's ``full_clean()`` in the import service does the rest. An export masks env and
 header values (``********``) unless asked for them; importing a masked value keeps the stored one.
+
+Beside the Claude Desktop / VS Code keys, an entry may hold ``"access": {"users": [...], "groups": [...]}``
+(present: the server is restricted to those usernames and group names) and ``"denied_tools": [...]``.
 """
 
 import math
@@ -39,6 +42,17 @@ class ConfigFileError(ValidationFailed):
 
 
 @dataclass(frozen=True)
+class ServerAccess:
+    """Who may use a restricted server, by username and group name."""
+
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+
+ACCESS_KEYS = ("users", "groups")
+
+
+@dataclass(frozen=True)
 class ParsedServer:
     """One entry of a configuration file, as McpServer field values."""
 
@@ -54,6 +68,8 @@ class ParsedServer:
     description: str = ""
     enabled: bool = True
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
+    denied_tools: list[str] = field(default_factory=list)
+    access: ServerAccess | None = None  # None: open to everyone
     # The key in the file when it had to be changed into a valid server name.
     original_name: str = ""
 
@@ -129,6 +145,20 @@ def _timeout(entry: dict, *, where: str) -> int:
     return math.ceil(value)
 
 
+def _access(entry: dict, *, where: str) -> ServerAccess | None:
+    value = entry.get("access")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigFileError(f"{where}: 'access' must be an object with 'users' and 'groups' lists.")
+    unknown = sorted(set(value) - set(ACCESS_KEYS))
+    if unknown:
+        raise ConfigFileError(f"{where}: unknown key(s) in 'access': {', '.join(unknown)} (use 'users', 'groups').")
+    users = _string_list(value, "users", where=f"{where} access")
+    groups = _string_list(value, "groups", where=f"{where} access")
+    return ServerAccess(users=tuple(dict.fromkeys(users)), groups=tuple(dict.fromkeys(groups)))
+
+
 def _transport(value: object, *, command: str, url: str, where: str) -> str:
     if value is None:
         if command and url:
@@ -174,6 +204,8 @@ def _parse_entry(
         description=_string(meta, "description", where=where),
         enabled=enabled,
         timeout_seconds=_timeout(meta, where=where),
+        denied_tools=_string_list(meta, "denied_tools", where=where),
+        access=_access(meta, where=where),
         command=command,
         args=args,
         env=env,
@@ -247,8 +279,9 @@ def mcp_config_parse(data: object) -> list[ParsedServer]:
 
 
 def mcp_config_export(servers: Iterable[McpServer], *, include_secrets: bool = False) -> dict:
-    """The servers in the Claude Desktop format. Display name, description and timeout are written
-    (as the seed format names them) only when set, so the file re-imports unchanged.
+    """The servers in the Claude Desktop format. Display name, description, timeout, denied tools and
+    access are written (as the seed format names the first three) only when set, so the file re-imports
+    unchanged. Pass rows with ``allowed_users`` and ``allowed_groups`` prefetched.
 
     Env and header values are masked unless ``include_secrets``: a file that leaves the machine then
     holds no credentials, and importing it back keeps the stored values."""
@@ -277,5 +310,12 @@ def mcp_config_export(servers: Iterable[McpServer], *, include_secrets: bool = F
             entry["description"] = server.description
         if server.timeout_seconds != DEFAULT_TIMEOUT_SECONDS:
             entry["timeout"] = server.timeout_seconds
+        if server.denied_tools:
+            entry["denied_tools"] = list(server.denied_tools)
+        if server.access_restricted:
+            entry["access"] = {
+                "users": sorted(user.get_username() for user in server.allowed_users.all()),
+                "groups": sorted(group.name for group in server.allowed_groups.all()),
+            }
         entries[server.name] = entry
     return {"mcpServers": entries}

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 import httpx2
@@ -190,6 +191,11 @@ async def open_transport(spec: ServerSpec, *, stderr: StderrLog | None = None) -
     if spec.transport == "stdio":
         if not spec.command:
             raise ConfigError("no command configured")
+        for directory in spec.make_dirs:  # a per-user sandbox; made again should someone remove it
+            try:
+                await asyncio.to_thread(Path(directory).mkdir, mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"cannot create the directory {directory}: {exc.strerror}") from exc
         params = StdioServerParameters(
             command=spec.command, args=list(spec.args), env=expanded_env(spec), cwd=spec.cwd or None
         )
@@ -404,8 +410,9 @@ class ServerConnection:
             cursor = page.next_cursor
             if not cursor:
                 break
-        allow = set(self.spec.tool_allowlist)
-        self.tools = [tool for tool in tools if not allow or tool.name in allow]
+        allow, denied = set(self.spec.tool_allowlist), set(self.spec.denied_tools)
+        # A denied tool is left out of the catalog, so no one is offered it and no name resolves to it.
+        self.tools = [tool for tool in tools if (not allow or tool.name in allow) and tool.name not in denied]
         self._on_tools_changed(self)
 
     async def _on_message(self, message: Any) -> None:

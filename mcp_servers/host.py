@@ -1,5 +1,10 @@
 """The MCP host: one per process, one connection per enabled McpServer row, tools aggregated and routed.
 
+A per-user server (one whose configuration uses ``{{user.id}}`` or ``{{user.username}}``) gets one
+connection per (server, user) instead, started on that user's first use, closed after
+MCP_USER_CONNECTION_IDLE_SECONDS unused, and at most MCP_USER_CONNECTIONS_MAX of them per process
+(the least recently used one not busy with a call is closed first).
+
 The host owns a dedicated event-loop thread. Every connection lives on that
 loop, so async code (the chat engine, consumers, async views), sync code
 (admin, management commands) and Celery all reach it the same way: async
@@ -14,14 +19,16 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Coroutine
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from django.conf import settings
 
 from platform_site.db import run_db
 
-from .config import ServerSpec
+from .config import ConfigError, ServerSpec, UserContext
 from .connection import ServerConnection, ServerUnavailable, describe, open_transport
 from .models import McpServer
 from .naming import namespace_tools
@@ -41,10 +48,28 @@ class UnknownTool(LookupError):
     pass
 
 
+@dataclass
+class _UserConnection:
+    """A per-user server's connection for one user, with what the LRU cap and the idle timeout need."""
+
+    connection: ServerConnection
+    template_fingerprint: str  # of the server's spec before the user's values went in
+    last_used: float = field(default_factory=time.monotonic)
+    calls_in_flight: int = 0
+
+    def touch(self) -> None:
+        self.last_used = time.monotonic()
+
+
 class McpHost:
     def __init__(self, *, listen_for_changes: bool = True) -> None:
-        self.connections: dict[str, ServerConnection] = {}
+        self.connections: dict[str, ServerConnection] = {}  # shared servers
         self.disabled: dict[str, ServerSpec] = {}
+        self.per_user: dict[str, ServerSpec] = {}  # enabled per-user servers, as configured
+        # (server, user id) -> connection, least recently used first.
+        self.user_connections: OrderedDict[tuple[str, int], _UserConnection] = OrderedDict()
+        self._stopping: set[asyncio.Task[None]] = set()
+        self._reaper: asyncio.Task[None] | None = None
         self._index: dict[str, tuple[str, str]] = {}
         self._catalog: dict[str, list[ToolInfo]] = {}
         self._listen_for_changes = listen_for_changes
@@ -111,11 +136,23 @@ class McpHost:
         """Bring connections in line with ``specs``; the names of servers that were (re)started or stopped."""
         async with self._reload_lock:
             wanted = {spec.name: spec for spec in specs}
-            enabled = {name for name, spec in wanted.items() if spec.enabled}
+            enabled = {name for name, spec in wanted.items() if spec.enabled and not spec.per_user}
+            per_user = {name: spec for name, spec in wanted.items() if spec.enabled and spec.per_user}
             # Readers never see a server missing: the new state is installed first, old connections stop after.
-            self.disabled = {name: spec for name, spec in wanted.items() if name not in enabled}
+            self.disabled = {name: spec for name, spec in wanted.items() if not spec.enabled}
             stale: list[ServerConnection] = []
-            changed: list[str] = []
+            changed: list[str] = [
+                name
+                for name in set(per_user) | set(self.per_user)
+                if name not in per_user
+                or name not in self.per_user
+                or per_user[name].fingerprint != self.per_user[name].fingerprint
+            ]
+            self.per_user = per_user
+            for key, user_connection in list(self.user_connections.items()):
+                spec = per_user.get(key[0])
+                if spec is None or spec.fingerprint != user_connection.template_fingerprint:
+                    stale.append(self.user_connections.pop(key).connection)
             for name, connection in list(self.connections.items()):
                 if name not in enabled:
                     stale.append(self.connections.pop(name))
@@ -132,12 +169,13 @@ class McpHost:
             self._rebuild_index()
             for connection in stale:
                 await connection.stop()
-            return sorted(changed)
+            return sorted(set(changed))
 
-    def _connect(self, spec: ServerSpec) -> ServerConnection:
+    def _connect(self, spec: ServerSpec, *, shared: bool = True) -> ServerConnection:
         connection = ServerConnection(
             spec,
-            on_tools_changed=lambda _connection: self._rebuild_index(),
+            # Per-user servers' tools are named when a user's tools are asked for (_user_names).
+            on_tools_changed=lambda _connection: self._rebuild_index() if shared else None,
             connect_timeout=settings.MCP_CONNECT_TIMEOUT,
             max_concurrent_calls=settings.MCP_MAX_CONCURRENT_CALLS,
             backoff_initial=settings.MCP_RESTART_BACKOFF_INITIAL,
@@ -184,8 +222,14 @@ class McpHost:
         return asyncio.run_coroutine_threadsafe(self.areload(), self._loop)
 
     async def areconnect(self, name: str) -> None:
+        """Reconnect a server; a per-user server's connections close, to start again on next use."""
+
         async def reconnect() -> None:
             await self._ensure_started()
+            if name in self.per_user:
+                for key in [key for key in self.user_connections if key[0] == name]:
+                    self._stop_later(self.user_connections.pop(key).connection)
+                return
             self._connection(name).reconnect()
 
         await self._run(reconnect())
@@ -216,23 +260,120 @@ class McpHost:
         return connection
 
     async def astatuses(self) -> list[ServerStatus]:
+        """Each server's state in this process; a per-user server is "per-user" (its users' states differ)."""
+
         async def statuses() -> list[ServerStatus]:
             await self._ensure_started()
             live = [connection.snapshot() for connection in self.connections.values()]
             off = [ServerStatus(name=name, status="disabled") for name in self.disabled]
-            return sorted(live + off, key=lambda status: status.name)
+            per_user = [ServerStatus(name=name, status="per-user") for name in self.per_user]
+            return sorted(live + off + per_user, key=lambda status: status.name)
 
         return await self._run(statuses())
 
-    async def atools(self, servers: list[str] | None = None) -> list[ToolInfo]:
-        """Tools offered to models, from the cached catalog (never re-listed per request)."""
+    async def auser_status(self, name: str, user: Any) -> ServerStatus:
+        """``user``'s connection to the per-user server ``name``, started if need be (waits MCP_READY_WAIT)."""
+
+        async def status() -> ServerStatus:
+            await self._ensure_started()
+            if name not in self.per_user:
+                return self._connection(name).snapshot()
+            try:
+                user_connection = self._user_connection(name, UserContext.of(user))
+            except ConfigError as exc:
+                return ServerStatus(name=name, status="error", last_error=f"configuration: {exc}")
+            await user_connection.connection.wait_connected(settings.MCP_READY_WAIT)
+            return user_connection.connection.snapshot()
+
+        return await self._run(status())
+
+    async def atools(self, servers: list[str] | None = None, *, user: Any = None) -> list[ToolInfo]:
+        """Tools offered to models, from the cached catalogs (never re-listed per request).
+
+        With a ``user``, per-user servers' tools come from that user's connections, started now if
+        they are not running (each waits MCP_READY_WAIT at most); without one, they are left out.
+        """
 
         async def tools() -> list[ToolInfo]:
             await self._ensure_started()
             chosen = self._catalog if servers is None else {n: t for n, t in self._catalog.items() if n in servers}
-            return [tool for name in sorted(chosen) for tool in chosen[name]]
+            if user is None:
+                return [tool for name in sorted(chosen) for tool in chosen[name]]
+            context = UserContext.of(user)
+            started = []
+            for name in sorted(self.per_user):
+                if servers is None or name in servers:
+                    try:
+                        started.append(self._user_connection(name, context))
+                    except ConfigError as exc:
+                        logger.warning("MCP server %s cannot run for user %s: %s", name, context.id, exc)
+            waiting = [c.connection.wait_connected(settings.MCP_READY_WAIT) for c in started]
+            await asyncio.gather(*waiting)
+            names = self._user_names(context.id)
+            per_user = {
+                c.connection.spec.name: [
+                    ToolInfo.from_mcp(c.connection.spec.name, names[(c.connection.spec.name, tool.name)], tool)
+                    for tool in c.connection.tools
+                ]
+                for c in started
+            }
+            every = chosen | per_user
+            return [tool for name in sorted(every) for tool in every[name]]
 
         return await self._run(tools())
+
+    def _user_connection(self, name: str, user: UserContext) -> _UserConnection:
+        """``user``'s connection to the per-user server ``name``, started if need be; marked as just used."""
+        key = (name, user.id)
+        user_connection = self.user_connections.get(key)
+        if user_connection is None:
+            template = self.per_user[name]
+            spec = template.for_user(user)  # ConfigError before anything is started
+            self._close_least_recently_used(keep=settings.MCP_USER_CONNECTIONS_MAX - 1)
+            user_connection = _UserConnection(self._connect(spec, shared=False), template.fingerprint)
+            self.user_connections[key] = user_connection
+            if self._reaper is None or self._reaper.done():
+                self._reaper = self._loop.create_task(self._close_idle())
+        self.user_connections.move_to_end(key)
+        user_connection.touch()
+        return user_connection
+
+    def _close_least_recently_used(self, *, keep: int) -> None:
+        # A connection in the middle of a call is passed over; the cap may be exceeded until it ends.
+        for key in list(self.user_connections):
+            if len(self.user_connections) <= max(keep, 0):
+                break
+            if not self.user_connections[key].calls_in_flight:
+                self._stop_later(self.user_connections.pop(key).connection)
+
+    async def _close_idle(self) -> None:
+        """Close per-user connections unused for MCP_USER_CONNECTION_IDLE_SECONDS; ends when none are left."""
+        while self.user_connections:
+            idle = settings.MCP_USER_CONNECTION_IDLE_SECONDS
+            await asyncio.sleep(min(max(idle / 4, 0.05), 30) if idle > 0 else 30)
+            if idle <= 0:
+                continue
+            cutoff = time.monotonic() - idle
+            for key, user_connection in list(self.user_connections.items()):
+                if not user_connection.calls_in_flight and user_connection.last_used <= cutoff:
+                    self._stop_later(self.user_connections.pop(key).connection)
+
+    def _stop_later(self, connection: ServerConnection) -> None:
+        # Stopping waits for the process to exit; nobody who wanted a connection should wait for that.
+        task = self._loop.create_task(connection.stop())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    def _user_names(self, user_id: int) -> dict[tuple[str, str], str]:
+        """Offered names of the shared tools and of ``user_id``'s per-user tools, named together."""
+        pairs = [(name, tool.name) for name, connection in self.connections.items() for tool in connection.tools]
+        pairs += [
+            (name, tool.name)
+            for (name, owner), user_connection in self.user_connections.items()
+            if owner == user_id
+            for tool in user_connection.connection.tools
+        ]
+        return namespace_tools(pairs)
 
     def resolve(self, namespaced_name: str) -> tuple[str, str]:
         pair = self._index.get(namespaced_name)
@@ -242,24 +383,80 @@ class McpHost:
 
     # --- acting ----------------------------------------------------------------------------------
 
-    async def acall_tool(self, namespaced_name: str, arguments: dict[str, Any]) -> ToolResult:
-        """Call a tool by the name models see. Every failure is an error result, never an exception."""
+    async def acall_tool(self, namespaced_name: str, arguments: dict[str, Any], *, user: Any = None) -> ToolResult:
+        """Call a tool by the name models see. Every failure is an error result, never an exception.
+
+        A per-user server's tool is called on ``user``'s connection (started again if it was closed).
+        """
 
         async def call() -> ToolResult:
             await self._ensure_started()
             try:
                 server, tool = self.resolve(namespaced_name)
             except UnknownTool:
-                return ToolResult.error("", namespaced_name, f"Unknown tool {namespaced_name!r}")
+                # Offered names keep their "<server>__" prefix whole, and server names cannot end in "_".
+                server = next((name for name in self.per_user if namespaced_name.startswith(f"{name}__")), "")
+                if user is None or not server:
+                    return ToolResult.error("", namespaced_name, f"Unknown tool {namespaced_name!r}")
+                context = UserContext.of(user)
+
+                def offered(_connection: ServerConnection) -> str | None:
+                    names = self._user_names(context.id)
+                    return next((t for (s, t), name in names.items() if s == server and name == namespaced_name), None)
+
+                return await self._call_for_user(server, context, arguments, asked=namespaced_name, pick=offered)
             return await self._call(server, tool, arguments)
 
         return await self._run(call())
 
-    async def acall_server_tool(self, server: str, tool: str, arguments: dict[str, Any]) -> ToolResult:
-        """Call ``tool`` on ``server`` by the server's own names; UnknownServer/UnknownTool when absent."""
+    async def _call_for_user(
+        self,
+        server: str,
+        user: UserContext,
+        arguments: dict[str, Any],
+        *,
+        asked: str,
+        pick: Callable[[ServerConnection], str | None],
+    ) -> ToolResult:
+        """Call, on ``user``'s connection to ``server``, the tool ``pick`` chooses once it is connected."""
+        try:
+            user_connection = self._user_connection(server, user)
+        except ConfigError as exc:
+            logger.warning("MCP server %s cannot run for user %s: %s", server, user.id, exc)
+            return ToolResult.error(server, asked, f"MCP server {server!r} cannot run for this user")
+        connection = user_connection.connection
+        user_connection.calls_in_flight += 1
+        try:
+            if not await connection.wait_connected(connection.spec.timeout_seconds):
+                return ToolResult.error(server, asked, f"MCP server {server!r} is {connection.status}")
+            tool = pick(connection)
+            if tool is None:
+                return ToolResult.error(server, asked, f"Unknown tool {asked!r}")
+            return await self._call_on(connection, server, tool, arguments)
+        finally:
+            user_connection.calls_in_flight -= 1
+            user_connection.touch()
+
+    async def acall_server_tool(
+        self, server: str, tool: str, arguments: dict[str, Any], *, user: Any = None
+    ) -> ToolResult:
+        """Call ``tool`` on ``server`` by the server's own names; UnknownServer/UnknownTool when absent.
+
+        A per-user server is called on ``user``'s connection; without a user it is unavailable.
+        """
 
         async def call() -> ToolResult:
             await self._ensure_started()
+            if server in self.per_user:
+                if user is None:
+                    raise ServerUnavailable(server, "per-user", f"MCP server {server!r} runs per user")
+
+                def known(connection: ServerConnection) -> str:
+                    if not any(t.name == tool for t in connection.tools):
+                        raise UnknownTool(tool)
+                    return tool
+
+                return await self._call_for_user(server, UserContext.of(user), arguments, asked=tool, pick=known)
             connection = self._connection(server)
             if connection.status == "connected" and not any(t.name == tool for t in connection.tools):
                 raise UnknownTool(tool)
@@ -272,17 +469,35 @@ class McpHost:
             connection = self._connection(server)
         except (UnknownServer, ServerUnavailable) as exc:
             return ToolResult.error(server, tool, getattr(exc, "message", f"Unknown MCP server {server!r}"))
+        return await self._call_on(connection, server, tool, arguments)
+
+    @staticmethod
+    async def _call_on(connection: ServerConnection, server: str, tool: str, arguments: dict[str, Any]) -> ToolResult:
         result, error, duration = await connection.call_tool(tool, arguments)
         if error is not None or result is None:
             return ToolResult.error(server, tool, error or "no result", duration)
         return ToolResult.from_mcp(server, tool, result, duration)
 
-    async def arequest(self, server: str, what: str, call: Any) -> Any:
-        """Run ``call(client)`` against one server (resources, prompts)."""
+    async def arequest(self, server: str, what: str, call: Any, *, user: Any = None) -> Any:
+        """Run ``call(client)`` against one server (resources, prompts); ``user``'s own for a per-user server."""
 
         async def request() -> Any:
             await self._ensure_started()
-            return await self._connection(server).request(what, call)
+            if server not in self.per_user:
+                return await self._connection(server).request(what, call)
+            if user is None:
+                raise ServerUnavailable(server, "per-user", f"MCP server {server!r} runs per user")
+            try:
+                user_connection = self._user_connection(server, UserContext.of(user))
+            except ConfigError as exc:
+                raise ServerUnavailable(server, "error", reason=f"configuration: {exc}") from exc
+            user_connection.calls_in_flight += 1
+            try:
+                await user_connection.connection.wait_connected(settings.MCP_READY_WAIT)
+                return await user_connection.connection.request(what, call)
+            finally:
+                user_connection.calls_in_flight -= 1
+                user_connection.touch()
 
         return await self._run(request())
 
@@ -321,9 +536,14 @@ class McpHost:
                 self._listener.cancel()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.gather(self._listener, return_exceptions=True), 5)
-            for connection in list(self.connections.values()):
-                await connection.stop()
+            if self._reaper is not None:
+                self._reaper.cancel()
+            connections = [*self.connections.values(), *(c.connection for c in self.user_connections.values())]
             self.connections.clear()
+            self.user_connections.clear()
+            for connection in connections:
+                await connection.stop()
+            await asyncio.gather(*self._stopping, return_exceptions=True)
 
         await self._run(close())
 
@@ -342,11 +562,11 @@ class McpHost:
     def statuses(self) -> list[ServerStatus]:
         return self._run_sync(self.astatuses(), timeout=30)
 
-    def tools(self, servers: list[str] | None = None) -> list[ToolInfo]:
-        return self._run_sync(self.atools(servers), timeout=30)
+    def tools(self, servers: list[str] | None = None, *, user: Any = None) -> list[ToolInfo]:
+        return self._run_sync(self.atools(servers, user=user), timeout=30 + settings.MCP_READY_WAIT)
 
-    def call_tool(self, namespaced_name: str, arguments: dict[str, Any]) -> ToolResult:
-        return self._run_sync(self.acall_tool(namespaced_name, arguments))
+    def call_tool(self, namespaced_name: str, arguments: dict[str, Any], *, user: Any = None) -> ToolResult:
+        return self._run_sync(self.acall_tool(namespaced_name, arguments, user=user))
 
     def reload(self) -> list[str]:
         return self._run_sync(self.areload(), timeout=60)

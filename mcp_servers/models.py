@@ -1,5 +1,6 @@
 """MCP server configurations. The name is the tool prefix offered to models (``<name>__<tool>``)."""
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -37,6 +38,22 @@ class McpServer(models.Model):
     tool_allowlist = models.JSONField(
         default=list, blank=True, validators=[validate_string_list], help_text="Tool names to offer; empty = all."
     )
+    denied_tools = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_string_list],
+        help_text="Tool names never offered to anyone's model nor callable, staff included.",
+    )
+    access_restricted = models.BooleanField(
+        default=False,
+        help_text="Only the users and groups below may use this server; otherwise everyone may.",
+    )
+    allowed_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="+", help_text="When restricted: these users may use it."
+    )
+    allowed_groups = models.ManyToManyField(
+        "auth.Group", blank=True, related_name="+", help_text="When restricted: members of these groups may use it."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -60,6 +77,7 @@ class McpServer(models.Model):
         for field, validator in (
             ("args", validate_string_list),
             ("tool_allowlist", validate_string_list),
+            ("denied_tools", validate_string_list),
             ("env", validate_string_mapping),
             ("headers", validate_string_mapping),
         ):
@@ -89,6 +107,7 @@ class ServerState(models.TextChoices):
     CONNECTED = "connected", "connected"
     ERROR = "error", "error"
     DISABLED = "disabled", "disabled"
+    PER_USER = "per-user", "per-user (one connection per user, started on use)"
 
 
 class McpServerHealthSnapshot(models.Model):

@@ -12,7 +12,8 @@ from typing import Any, Literal
 from mcp import types as mcp_types
 from pydantic import BaseModel, ConfigDict, Field
 
-Status = Literal["connecting", "connected", "error", "disabled"]
+# "per-user": a server with one connection per user, which has no one state for the whole process.
+Status = Literal["connecting", "connected", "error", "disabled", "per-user"]
 
 
 class ToolInfo(BaseModel):

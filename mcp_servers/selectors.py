@@ -1,15 +1,23 @@
-"""Reads of MCP servers: configuration rows joined with this worker's live host state.
+"""Reads of MCP servers: configuration rows joined with this worker's live host state, and who may use them.
 
 The host is reached through these functions (and services), never from the
 interface layer directly. Host errors become the API's domain exceptions here:
 why a server is down is told to staff only, and a server's own error texts are
 redacted of its secrets.
+
+Access rules (which servers a user may use) are read on every turn, yet change
+only in admin or by an import: each process keeps them for
+``CONFIG_CACHE_SECONDS``, and every config-change broadcast clears them in every
+process at once (``broadcast``).
 """
 
-from dataclasses import dataclass
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from django.conf import settings
 from mcp import MCPError
 
 from accounts.models import User
@@ -32,6 +40,8 @@ INVALID_PARAMS = -32602
 class ServerView:
     server: McpServer
     status: ServerStatus
+    # Whether the viewer may use it; only staff are shown servers they may not.
+    usable: bool = True
 
     @cached_property
     def redact(self) -> Redactor:
@@ -49,9 +59,96 @@ def mcp_unavailable_error(*, name: str, status: str, reason: str | None) -> Serv
     )
 
 
-def mcp_servers_resolve(*, names: list[str]) -> list[McpServer]:
-    """The rows for ``names``, or ValidationFailed ``unknown_mcp_server`` naming those that do not exist."""
-    servers = list(McpServer.objects.filter(name__in=names))
+# --- who may use which server -----------------------------------------------------------------
+
+
+@dataclass
+class _AccessRules:
+    loaded_at: float
+    open: frozenset[str]  # the servers everyone may use
+    # A restricted server's name -> the ids of the users and of the groups that may use it.
+    restricted: dict[str, tuple[frozenset[int], frozenset[int]]]
+    usable: dict[int, frozenset[str]] = field(default_factory=dict)  # by user id, filled as asked
+
+
+_access: _AccessRules | None = None
+_access_generation = 0
+
+
+def mcp_access_cache_clear() -> None:
+    """Forget this process's copy of the access rules (after a config change, here or on another worker)."""
+    global _access, _access_generation
+    _access_generation += 1
+    _access = None
+
+
+def _access_rules() -> _AccessRules:
+    global _access
+    rules, now = _access, time.monotonic()
+    if rules is not None and now - rules.loaded_at <= settings.CONFIG_CACHE_SECONDS:
+        return rules
+    generation = _access_generation
+    servers = {
+        pk: (name, restricted)
+        for pk, name, restricted in McpServer.objects.values_list("pk", "name", "access_restricted")
+    }
+    users: defaultdict[str, set[int]] = defaultdict(set)
+    groups: defaultdict[str, set[int]] = defaultdict(set)
+    restricted_ids = [pk for pk, (_name, restricted) in servers.items() if restricted]
+    if restricted_ids:
+        through_users = McpServer.allowed_users.through.objects.filter(mcpserver_id__in=restricted_ids)
+        for server_id, user_id in through_users.values_list("mcpserver_id", "user_id"):
+            users[servers[server_id][0]].add(user_id)
+        through_groups = McpServer.allowed_groups.through.objects.filter(mcpserver_id__in=restricted_ids)
+        for server_id, group_id in through_groups.values_list("mcpserver_id", "group_id"):
+            groups[servers[server_id][0]].add(group_id)
+    rules = _AccessRules(
+        loaded_at=now,
+        open=frozenset(name for name, restricted in servers.values() if not restricted),
+        restricted={
+            name: (frozenset(users[name]), frozenset(groups[name]))
+            for name, restricted in servers.values()
+            if restricted
+        },
+    )
+    if generation == _access_generation:  # not cleared while loading: what was read is not older than the change
+        _access = rules
+    return rules
+
+
+def mcp_servers_usable_by(*, user: User) -> frozenset[str]:
+    """The names of the servers ``user`` may use: open ones, and restricted ones listing them or their groups.
+
+    Staff follow the same rules. In the steady state this costs no query (see the module's docstring); a
+    change to someone's groups is seen within ``CONFIG_CACHE_SECONDS``.
+    """
+    rules = _access_rules()
+    if not rules.restricted:
+        return rules.open
+    usable = rules.usable.get(user.pk)
+    if usable is not None:
+        return usable
+    names = set(rules.open)
+    user_groups: set[int] | None = None
+    for name, (user_ids, group_ids) in rules.restricted.items():
+        if user.pk in user_ids:
+            names.add(name)
+        elif group_ids:
+            if user_groups is None:
+                user_groups = set(user.groups.values_list("pk", flat=True))
+            if user_groups & group_ids:
+                names.add(name)
+    usable = rules.usable[user.pk] = frozenset(names)
+    return usable
+
+
+def mcp_servers_resolve(*, names: list[str], user: User | None = None) -> list[McpServer]:
+    """The rows for ``names``, or ValidationFailed ``unknown_mcp_server`` naming those that do not exist.
+
+    With ``user``, a server they may not use is reported as unknown too: to them it does not exist.
+    """
+    usable = mcp_servers_usable_by(user=user) if user is not None else None
+    servers = [s for s in McpServer.objects.filter(name__in=names) if usable is None or s.name in usable]
     missing = sorted(set(names) - {server.name for server in servers})
     if missing:
         raise ValidationFailed(
@@ -60,50 +157,78 @@ def mcp_servers_resolve(*, names: list[str]) -> list[McpServer]:
     return servers
 
 
-async def mcp_server_views() -> list[ServerView]:
-    rows = await run_db(lambda: {row.name: row for row in McpServer.objects.all()})
+async def mcp_server_views(*, user: User) -> list[ServerView]:
+    """Every server for staff (each marked usable or not for them); for others only those they may use."""
+
+    def read() -> tuple[dict[str, McpServer], frozenset[str]]:
+        return {row.name: row for row in McpServer.objects.all()}, mcp_servers_usable_by(user=user)
+
+    rows, usable = await run_db(read)
     statuses = {status.name: status for status in await get_host().astatuses()}
     return [
-        ServerView(server=row, status=statuses.get(name) or ServerStatus(name=name, status="connecting"))
+        ServerView(
+            server=row,
+            status=statuses.get(name) or ServerStatus(name=name, status="connecting"),
+            usable=name in usable,
+        )
         for name, row in sorted(rows.items())
+        if user.is_staff or name in usable
     ]
 
 
-async def mcp_server_view(*, name: str) -> ServerView:
-    row = await run_db(lambda: McpServer.objects.filter(name=name).first())
-    if row is None:
+async def mcp_server_view(*, name: str, user: User | None = None) -> ServerView:
+    """One server; NotFound if there is none, or (with ``user``, not staff) if they may not use it."""
+
+    def read() -> tuple[McpServer | None, bool]:
+        row = McpServer.objects.filter(name=name).first()
+        return row, user is None or (row is not None and row.name in mcp_servers_usable_by(user=user))
+
+    row, usable = await run_db(read)
+    if row is None or not (usable or (user is not None and user.is_staff)):
         raise NotFound(f"Unknown MCP server {name!r}.", code="unknown_mcp_server")
     statuses = {status.name: status for status in await get_host().astatuses()}
-    return ServerView(server=row, status=statuses.get(name) or ServerStatus(name=name, status="connecting"))
+    return ServerView(
+        server=row, status=statuses.get(name) or ServerStatus(name=name, status="connecting"), usable=usable
+    )
 
 
-async def mcp_host_summary() -> dict[str, Any]:
+async def mcp_host_summary(*, user: User) -> dict[str, Any]:
+    """Counts of servers by state and of their tools: for staff all servers, for others those they may use."""
     statuses = await get_host().astatuses()
-    counts = dict.fromkeys(("connected", "connecting", "error", "disabled"), 0)
+    if not user.is_staff:
+        usable = await run_db(mcp_servers_usable_by, user=user)
+        statuses = [status for status in statuses if status.name in usable]
+    counts = dict.fromkeys(("connected", "connecting", "error", "disabled", "per-user"), 0)
     for status in statuses:
         counts[status.status] += 1
     return {"servers": counts, "total_servers": len(statuses), "total_tools": sum(s.tool_count for s in statuses)}
 
 
 async def mcp_tools(*, user: User, server: str | None = None) -> list[ToolInfo]:
+    """The tools offered to models: for staff all of them, for others those of the servers they may use."""
     host = get_host()
     if server is None:
         await host.await_ready()
-        return await host.atools()
-    view = await mcp_server_view(name=server)
-    if view.status.status == "connecting":
+        # Per-user servers' tools are the caller's own: listing them starts the caller's connections.
+        if user.is_staff:
+            return await host.atools(user=user)
+        return await host.atools(sorted(await run_db(mcp_servers_usable_by, user=user)), user=user)
+    view = await mcp_server_view(name=server, user=user)
+    if view.status.status == "per-user":
+        view = ServerView(server=view.server, status=await host.auser_status(server, user), usable=view.usable)
+    elif view.status.status == "connecting":
         await host.await_ready()
-        view = await mcp_server_view(name=server)
+        view = await mcp_server_view(name=server, user=user)
     if view.status.status != "connected":
         reason = view.status.last_error if user.is_staff else None
         raise mcp_unavailable_error(name=server, status=view.status.status, reason=reason)
-    return await host.atools([server])
+    return await host.atools([server], user=user)
 
 
-async def _arequest(server: str, what: str, call: Any) -> Any:
+async def _arequest(server: str, what: str, call: Any, user: User) -> Any:
     host = get_host()
     try:
-        return await host.arequest(server, what, call)
+        return await host.arequest(server, what, call, user=user)
     except MCPError as exc:
         if exc.code != CONNECTION_CLOSED:
             raise
@@ -111,7 +236,7 @@ async def _arequest(server: str, what: str, call: Any) -> Any:
     # read: wait for the new connection (MCP_READY_WAIT at most) and ask once more.
     await host.await_ready()
     try:
-        return await host.arequest(server, what, call)
+        return await host.arequest(server, what, call, user=user)
     except MCPError as exc:
         if exc.code == CONNECTION_CLOSED:
             raise ServerUnavailable(server, "error", f"MCP server {server!r} lost its connection.") from exc
@@ -120,9 +245,9 @@ async def _arequest(server: str, what: str, call: Any) -> Any:
 
 async def mcp_request(*, user: User, server: str, what: str, call: Any) -> Any:
     """A resources/prompts request to one server, with host errors mapped to API errors."""
-    view = await mcp_server_view(name=server)
+    view = await mcp_server_view(name=server, user=user)
     try:
-        return await _arequest(server, what, call)
+        return await _arequest(server, what, call, user)
     except UnknownServer as exc:
         raise NotFound(f"Unknown MCP server {server!r}.", code="unknown_mcp_server") from exc
     except ServerUnavailable as exc:
@@ -143,11 +268,13 @@ async def mcp_request(*, user: User, server: str, what: str, call: Any) -> Any:
 __all__ = [
     "ServerView",
     "UnknownTool",
+    "mcp_access_cache_clear",
     "mcp_host_summary",
     "mcp_request",
     "mcp_server_view",
     "mcp_server_views",
     "mcp_servers_resolve",
+    "mcp_servers_usable_by",
     "mcp_tools",
     "mcp_unavailable_error",
 ]

@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from platform_site.exceptions import NotFound
+from accounts.models import User
+from platform_site.exceptions import NotFound, PermissionDenied
 
 from .broadcast import broadcast_config_changed
 from .config_io import ConfigFileError, ParsedServer
@@ -96,16 +98,22 @@ async def mcp_host_reload() -> list[str]:
     return await get_host().areload()
 
 
-async def mcp_tool_call(*, server: str, tool: str, arguments: dict[str, Any]) -> ToolResult:
+async def mcp_tool_call(*, server: str, tool: str, arguments: dict[str, Any], user: User) -> ToolResult:
     """A direct (staff) tool call by the server's own tool name. Tool failures are error results.
 
-    Staff only: a server that is down says why (its redacted last error).
+    A per-user server is called on ``user``'s own connection (their sandbox, their values).
+
+    Staff only: a server that is down says why (its redacted last error). A denied tool is denied to staff too.
     """
     view = await mcp_server_view(name=server)
+    if tool in view.server.denied_tools:
+        raise PermissionDenied(
+            f"Tool {tool!r} of MCP server {server!r} is denied by its configuration.", code="tool_denied"
+        )
     if view.status.status in ("disabled", "error"):
         raise mcp_unavailable_error(name=server, status=view.status.status, reason=view.status.last_error)
     try:
-        return await get_host().acall_server_tool(server, tool, arguments)
+        return await get_host().acall_server_tool(server, tool, arguments, user=user)
     except UnknownServer as exc:
         raise NotFound(f"Unknown MCP server {server!r}.", code="unknown_mcp_server") from exc
     except UnknownTool as exc:
@@ -115,6 +123,7 @@ async def mcp_tool_call(*, server: str, tool: str, arguments: dict[str, Any]) ->
 
 
 # The McpServer fields a configuration file sets; anything else (tool_allowlist) is left as it is.
+# Who may use a restricted server (allowed_users, allowed_groups) is set too, when the entry has "access".
 IMPORTED_FIELDS = (
     "display_name",
     "description",
@@ -127,6 +136,8 @@ IMPORTED_FIELDS = (
     "headers",
     "enabled",
     "timeout_seconds",
+    "denied_tools",
+    "access_restricted",
 )
 
 
@@ -147,6 +158,19 @@ class ImportReport:
         return bool(self.created or self.updated)
 
 
+# Set with .set() after the row is saved, not by save(update_fields=...).
+ACCESS_LISTS = ("allowed_users", "allowed_groups")
+
+
+def _access_lookup(servers: list[ParsedServer]) -> tuple[dict[str, User], dict[str, Group]]:
+    """The users and groups the entries' "access" names, by username and group name (two queries at most)."""
+    usernames = {name for server in servers if server.access for name in server.access.users}
+    group_names = {name for server in servers if server.access for name in server.access.groups}
+    users = {user.get_username(): user for user in User.objects.filter(username__in=usernames)} if usernames else {}
+    groups = {group.name: group for group in Group.objects.filter(name__in=group_names)} if group_names else {}
+    return users, groups
+
+
 def _validation_messages(exc: ValidationError) -> str:
     if hasattr(exc, "error_dict"):
         return "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items())
@@ -163,15 +187,40 @@ def mcp_servers_import(*, servers: list[ParsedServer], dry_run: bool = False) ->
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ConfigFileError(f"Server(s) listed more than once: {', '.join(duplicates)}.")
-    existing = {row.name: row for row in McpServer.objects.select_for_update().filter(name__in=names)}
+    existing = {
+        row.name: row
+        for row in McpServer.objects.select_for_update()
+        .filter(name__in=names)
+        .prefetch_related("allowed_users", "allowed_groups")
+    }
+    users, groups = _access_lookup(servers)
 
     to_create: list[McpServer] = []
     to_update: list[tuple[McpServer, list[str]]] = []
+    # The users and groups to set on each restricted server, by name.
+    access: dict[str, tuple[list[User], list[Group]]] = {}
     unchanged: list[str] = []
     errors: list[str] = []
     for server in servers:
-        values = {field: getattr(server, field) for field in IMPORTED_FIELDS}
+        values = {field: getattr(server, field) for field in IMPORTED_FIELDS if field != "access_restricted"}
+        values["access_restricted"] = server.access is not None
         row = existing.get(server.name)
+        access_changed: list[str] = []
+        if server.access is not None:
+            unknown_users = [name for name in server.access.users if name not in users]
+            unknown_groups = [name for name in server.access.groups if name not in groups]
+            if unknown_users:
+                errors.append(f"Server {server.name!r}: access: unknown user(s): {', '.join(unknown_users)}.")
+            if unknown_groups:
+                errors.append(f"Server {server.name!r}: access: unknown group(s): {', '.join(unknown_groups)}.")
+            allowed_users = [users[name] for name in server.access.users if name in users]
+            allowed_groups = [groups[name] for name in server.access.groups if name in groups]
+            access[server.name] = (allowed_users, allowed_groups)
+            if row is not None:
+                if {u.pk for u in row.allowed_users.all()} != {u.pk for u in allowed_users}:
+                    access_changed.append("allowed_users")
+                if {g.pk for g in row.allowed_groups.all()} != {g.pk for g in allowed_groups}:
+                    access_changed.append("allowed_groups")
         # A masked value (from an export without secrets) keeps what is stored under that name.
         for field in SECRET_FIELDS:
             values[field], missing = unmask_values(values[field], getattr(row, field) if row else {})
@@ -184,12 +233,12 @@ def mcp_servers_import(*, servers: list[ParsedServer], dry_run: bool = False) ->
             to_create.append(row)
         else:
             changed = [field for field, value in values.items() if getattr(row, field) != value]
-            if not changed:
+            if not changed and not access_changed:
                 unchanged.append(server.name)
                 continue
             for field in changed:
                 setattr(row, field, values[field])
-            to_update.append((row, changed))
+            to_update.append((row, [*changed, *access_changed]))
         try:
             row.full_clean()
         except ValidationError as exc:
@@ -201,7 +250,12 @@ def mcp_servers_import(*, servers: list[ParsedServer], dry_run: bool = False) ->
         for row in to_create:
             row.save()
         for row, changed in to_update:
-            row.save(update_fields=[*changed, "updated_at"])
+            row.save(update_fields=[*(f for f in changed if f not in ACCESS_LISTS), "updated_at"])
+        for row in [*to_create, *(row for row, _changed in to_update)]:
+            if row.name in access:
+                allowed_users, allowed_groups = access[row.name]
+                row.allowed_users.set(allowed_users)
+                row.allowed_groups.set(allowed_groups)
     report = ImportReport(
         created=tuple(row.name for row in to_create),
         updated=tuple((row.name, tuple(changed)) for row, changed in to_update),

@@ -335,6 +335,12 @@ if MCP_PROTOCOL_MODE not in ("auto", "legacy"):
 MCP_CONNECT_AT_START = env_bool("MCP_CONNECT_AT_START", True)
 # How long a request waits for servers that are still making their first connection.
 MCP_READY_WAIT = env_float("MCP_READY_WAIT", 5)
+# Per-user MCP servers ({{user.id}} / {{user.username}} in their configuration) run one connection per
+# (server, user) in each process: closed after this long unused, and at most this many (least recently used go).
+MCP_USER_CONNECTION_IDLE_SECONDS = env_float("MCP_USER_CONNECTION_IDLE_SECONDS", 600)
+MCP_USER_CONNECTIONS_MAX = env_int("MCP_USER_CONNECTIONS_MAX", 50)
+if MCP_USER_CONNECTIONS_MAX < 1:
+    raise ImproperlyConfigured("MCP_USER_CONNECTIONS_MAX must be at least 1")
 
 # --- Admin bootstrap ------------------------------------------------------------
 

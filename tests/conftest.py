@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 
 from accounts.selectors import api_key_cache_clear
 from accounts.services import api_key_create
+from mcp_servers.selectors import mcp_access_cache_clear
 from platform_site.db import close_db_threads, run_db_in_caller_thread
 from providers.selectors import provider_cache_clear
 
@@ -52,10 +53,11 @@ def _fast_password_hashing():
 @pytest.fixture(autouse=True)
 def _clean_cache():
     # The cache is Redis in CI and holds rate-limit counters: start each test at zero. Each process
-    # also keeps API-key lookups and provider rows for a few seconds: tests change them at will.
+    # also keeps API-key lookups, provider rows and MCP access rules for a few seconds: tests change them at will.
     cache.clear()
     api_key_cache_clear()
     provider_cache_clear()
+    mcp_access_cache_clear()
     yield
     cache.clear()
 

@@ -117,7 +117,7 @@ def test_failing_and_unknown_tools_are_fed_back_and_the_model_recovers(api, user
     first, unknown, echo = body["tool_executions"]
     assert (first["is_error"], unknown["is_error"], echo["is_error"]) == (True, True, False)
     assert "disk full" in first["content"]
-    assert unknown["content"].startswith("Unknown tool 'nope__tool'")
+    assert unknown["content"] == "Tool 'nope__tool' is not available. Use one of the tools offered."
     second_request = providers["openai"].requests_to("/chat/completions")[1].json["messages"]
     tool_messages = [m for m in second_request if m["role"] == "tool"]
     assert [m["content"].startswith("Error: ") for m in tool_messages] == [True, True]

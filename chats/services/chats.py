@@ -29,7 +29,7 @@ def chat_create(
         system_prompt=prompt_resolve(prompt_id=system_prompt_id, user=owner) if system_prompt_id is not None else None,
     )
     if mcp_servers:
-        chat.mcp_servers.set(mcp_servers_resolve(names=mcp_servers))
+        chat.mcp_servers.set(mcp_servers_resolve(names=mcp_servers, user=owner))
     return chat
 
 
@@ -50,7 +50,7 @@ def chat_update(*, chat: Chat, data: dict[str, Any]) -> Chat:
         chat.system_prompt = prompt_resolve(prompt_id=prompt_id, user=chat.owner) if prompt_id is not None else None
         fields.append("system_prompt")
     if "mcp_servers" in data:
-        chat.mcp_servers.set(mcp_servers_resolve(names=data["mcp_servers"] or []))
+        chat.mcp_servers.set(mcp_servers_resolve(names=data["mcp_servers"] or [], user=chat.owner))
     chat.save(update_fields=[*fields, "updated_at"])
     return chat
 

@@ -21,6 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError
 
+from accounts.models import User
 from mcp_servers.host import get_host
 from mcp_servers.results import ToolInfo, ToolResult
 from platform_site.db import run_db
@@ -279,7 +280,7 @@ class TurnHandle:
             return []
         host = get_host()
         await host.await_ready()
-        return await host.atools(p.tool_servers)
+        return await host.atools(p.tool_servers, user=p.user)
 
     async def _provider_round(
         self, adapter: ProviderAdapter, history: list[Message], specs: list[ToolSpec], round_number: int
@@ -336,7 +337,7 @@ class TurnHandle:
                 )
             )
         tasks: dict[asyncio.Future[ToolResult], ToolCallBlock] = {
-            asyncio.ensure_future(_call_tool(call, by_name.get(call.name))): call for call in calls
+            asyncio.ensure_future(_call_tool(call, by_name.get(call.name), self.prepared.user)): call for call in calls
         }
         results: dict[str, ToolResult] = {}
         cancel_wait: asyncio.Future[Any] = asyncio.ensure_future(self._cancel.wait())
@@ -430,11 +431,12 @@ async def _write[T](fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     raise AssertionError("unreachable")
 
 
-async def _call_tool(call: ToolCallBlock, info: ToolInfo | None) -> ToolResult:
+async def _call_tool(call: ToolCallBlock, info: ToolInfo | None, user: User) -> ToolResult:
     server = info.server if info else ""
     tool = info.name if info else call.name
     if info is None:
-        return ToolResult.error(server, tool, f"Unknown tool {call.name!r}. Use one of the tools offered.")
+        # Not offered in this turn: unknown, of a server closed to this user, or denied. All alike to the model.
+        return ToolResult.error(server, tool, f"Tool {call.name!r} is not available. Use one of the tools offered.")
     if call.invalid_arguments is not None:
         return ToolResult.error(server, tool, f"The arguments are not a JSON object: {call.invalid_arguments[:200]}")
     size, limit = len(json.dumps(call.arguments)), settings.CHAT_MAX_TOOL_ARGUMENT_BYTES
@@ -444,4 +446,4 @@ async def _call_tool(call: ToolCallBlock, info: ToolInfo | None) -> ToolResult:
             tool,
             f"The arguments are too large ({size} bytes; at most {settings.CHAT_MAX_TOOL_ARGUMENT_BYTES}).",
         )
-    return await get_host().acall_tool(call.name, call.arguments)
+    return await get_host().acall_tool(call.name, call.arguments, user=user)  # per-user servers: theirs

@@ -11,7 +11,7 @@ from django.conf import settings
 
 from accounts.models import ApiKey, User
 from accounts.throttling import rate_limit_check_user
-from mcp_servers.selectors import mcp_servers_resolve
+from mcp_servers.selectors import mcp_servers_resolve, mcp_servers_usable_by
 from platform_site.db import run_db
 from platform_site.exceptions import NotFound, ValidationFailed
 from prompts.models import SystemPrompt, Visibility
@@ -47,7 +47,7 @@ class PreparedTurn:
     price_row: ProviderModel | None
     system: str | None
     message: str
-    tool_servers: list[str] | None  # None: every enabled server
+    tool_servers: list[str]  # the servers whose tools are offered: only ever ones the user may use
     tools_enabled: bool
     options: GenerationOptions
 
@@ -113,13 +113,17 @@ def _prepare(
         )
     system = prompt_render(content=prompt.content, variables=request.variables) if prompt else None
 
-    servers: list[str] | None = None
+    servers: list[str]
     if not request.tools:
         servers = []
     elif request.mcp_servers is not None:
-        servers = sorted(server.name for server in mcp_servers_resolve(names=request.mcp_servers))
-    elif chat is not None:
-        servers = [server.name for server in chat.mcp_servers.all()] or None
+        # A server the user may not use is as unknown to them as one that does not exist: a 400.
+        servers = sorted(server.name for server in mcp_servers_resolve(names=request.mcp_servers, user=user))
+    else:
+        usable = mcp_servers_usable_by(user=user)
+        chosen = [server.name for server in chat.mcp_servers.all()] if chat is not None else []
+        # The chat's own choice (none = all) may name a server closed to its owner since: it is left out.
+        servers = sorted(usable.intersection(chosen) if chosen else usable)
 
     limits_check_tokens(user=user)
     limits_check_budget(user=user)

@@ -343,7 +343,7 @@ async function loadPickers() {
   const providerSelect = $("#provider");
   providerSelect.replaceChildren(...state.providers.map((p) => new Option(p.display_name, p.name)));
   $("#prompt").append(...prompts.results.map((p) => new Option(p.name + (p.is_owner ? "" : " (shared)"), p.id)));
-  state.servers = servers.filter((s) => s.enabled);
+  state.servers = servers.filter((s) => s.enabled && s.usable);  // staff are listed servers closed to them too
   $("#servers").replaceChildren(...state.servers.map((server) => {
     const label = element("label");
     const box = element("input");

@@ -24,7 +24,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: object, output: str | None, include_secrets: bool, **options: object) -> None:
-        servers = list(McpServer.objects.order_by("name"))
+        servers = list(McpServer.objects.order_by("name").prefetch_related("allowed_users", "allowed_groups"))
         exported = mcp_config_export(servers, include_secrets=include_secrets)
         text = json.dumps(exported, indent=2, sort_keys=True, ensure_ascii=False)
         if output is None:
