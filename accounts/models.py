@@ -29,6 +29,14 @@ class ApiKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    created_with = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="created_keys",
+        help_text="The API key the request that created this key was authenticated with (none: a browser session).",
+    )
 
     class Meta:
         verbose_name = "API key"

@@ -56,15 +56,31 @@ def api_key_create(
         raise ValidationFailed(message, code="expires_after_creating_key", details={"expires_at": [message]})
     generated = api_key_generate()
     api_key = ApiKey.objects.create(
-        owner=owner, name=name, prefix=generated.prefix, key_hash=generated.key_hash, expires_at=expires_at
+        owner=owner,
+        name=name,
+        prefix=generated.prefix,
+        key_hash=generated.key_hash,
+        expires_at=expires_at,
+        created_with=created_with,
     )
     return IssuedKey(api_key=api_key, secret=generated.raw)
 
 
+@transaction.atomic
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Revoke the key and every key made with it, at any depth: a stolen key's offspring go with it."""
+    now = timezone.now()
     if api_key.revoked_at is None:
-        api_key.revoked_at = timezone.now()
+        api_key.revoked_at = now
         api_key.save(update_fields=["revoked_at"])  # the save drops kept lookups (accounts.apps)
+    parents = [api_key.pk]
+    while parents:
+        children = list(ApiKey.objects.filter(created_with__in=parents).values_list("pk", flat=True))
+        ApiKey.objects.filter(pk__in=children, revoked_at__isnull=True).update(revoked_at=now)
+        parents = children
+    from .selectors import api_key_cache_clear  # selectors import this module
+
+    api_key_cache_clear()  # update() sends no post_save
     return api_key
 
 

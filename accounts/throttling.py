@@ -129,23 +129,34 @@ def _login_idents(*, ip: str, username: str) -> list[str]:
     return [f"ip:{ip}", _account_ident(username)]
 
 
-def login_failures_retry_after(*, ip: str, username: str) -> int | None:
-    """None if a sign-in as ``username`` from ``ip`` may be tried now, else the seconds to wait."""
-    return failures_retry_after(
-        scope="login",
-        idents=_login_idents(ip=ip, username=username),
-        limit=settings.LOGIN_FAILURE_LIMIT,
-        window=settings.LOGIN_FAILURE_WINDOW_SECONDS,
-    )
+def login_attempt_reserve(*, ip: str, username: str) -> int | None:
+    """Count a sign-in attempt as a failure before the password is checked; the seconds to wait if over the limit.
+
+    Counting first (then giving the count back if the attempt was not a wrong password) means guesses sent in
+    parallel cannot all read the count before any of them adds to it.
+    """
+    limit, window = settings.LOGIN_FAILURE_LIMIT, settings.LOGIN_FAILURE_WINDOW_SECONDS
+    if limit <= 0:
+        return None
+    now = time.time()
+    index = int(now // window)
+    counts = [
+        counter_add(_failure_key("login", ident, index), 1, ttl=window)
+        for ident in _login_idents(ip=ip, username=username)
+    ]
+    if any(count > limit for count in counts):
+        return max(1, math.ceil((index + 1) * window - now))
+    return None
 
 
-def login_failure_add(*, ip: str, username: str) -> None:
-    failures_add(
-        scope="login",
-        idents=_login_idents(ip=ip, username=username),
-        limit=settings.LOGIN_FAILURE_LIMIT,
-        window=settings.LOGIN_FAILURE_WINDOW_SECONDS,
-    )
+def login_attempt_release(*, ip: str, username: str) -> None:
+    """The attempt reserved was not a wrong password (it succeeded, or the account is inactive): give it back."""
+    if settings.LOGIN_FAILURE_LIMIT <= 0:
+        return
+    window = settings.LOGIN_FAILURE_WINDOW_SECONDS
+    index = int(time.time() // window)
+    for ident in _login_idents(ip=ip, username=username):
+        counter_add(_failure_key("login", ident, index), -1, ttl=window)
 
 
 def login_failures_clear(*, username: str) -> None:

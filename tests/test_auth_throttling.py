@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -142,8 +143,8 @@ def test_failed_sign_ins_counted_by_another_process_lock_the_account(user, login
     env = os.environ | {"LOGIN_FAILURE_LIMIT": str(login_limit), "LOGIN_FAILURE_WINDOW_SECONDS": str(LOGIN_WINDOW)}
     script = (
         "import django; django.setup()\n"
-        "from accounts.throttling import login_failure_add\n"
-        f"for _ in range({login_limit}): login_failure_add(ip='198.51.100.1', username='alice')\n"
+        "from accounts.throttling import login_attempt_reserve\n"
+        f"for _ in range({login_limit}): login_attempt_reserve(ip='198.51.100.1', username='alice')\n"
     )
     subprocess.run([sys.executable, "-c", script], env=env, cwd=Path(__file__).parent.parent, check=True, timeout=60)
 
@@ -152,6 +153,22 @@ def test_failed_sign_ins_counted_by_another_process_lock_the_account(user, login
 
     # then it is refused here too
     assert (status, _signed_in(client)) == (429, False)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_guesses_get_no_more_password_checks_than_the_limit(user, login_limit):
+    # Counted before the password is checked: guesses sent at once cannot all read the count before any adds to it.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(lambda i: _sign_in("alice", WRONG, ip=f"198.51.100.{i}")[0], range(8)))
+
+    assert sorted(statuses) == [200] * login_limit + [429] * (8 - login_limit)
+
+
+@pytest.mark.django_db
+def test_a_successful_sign_in_does_not_count_against_the_address(user, login_limit):
+    for _ in range(login_limit + 2):
+        status, client, _ = _sign_in("alice", PASSWORD, ip="198.51.100.9")
+        assert (status, _signed_in(client)) == (302, True)
 
 
 # --- API keys ------------------------------------------------------------------------------------
@@ -293,6 +310,25 @@ def test_a_key_made_with_a_short_lived_key_may_expire_with_it_or_sooner(short_li
 
     assert response.status_code == 201
     assert ApiKey.objects.get(name="child").expires_at == expires_at
+
+
+@pytest.mark.django_db
+def test_revoking_a_key_revokes_the_keys_made_with_it_at_any_depth(short_lived, user):
+    client, creator = short_lived
+    child = client.post("/api/keys", {"name": "child"}, format="json").json()
+    grandchild_client = APIClient()
+    grandchild_client.credentials(HTTP_AUTHORIZATION=f"Bearer {child['key']}")
+    grandchild = grandchild_client.post("/api/keys", {"name": "grandchild"}, format="json").json()
+    api_key_create(owner=user, name="bystander")  # made in a browser session: not made with the revoked key
+    owner = APIClient()
+    owner.force_login(user)
+
+    assert owner.delete(f"/api/keys/{creator.pk}").status_code in (200, 204)
+
+    revoked = {key.name: key.revoked_at is not None for key in ApiKey.objects.all()}
+    assert revoked == {"short": True, "child": True, "grandchild": True, "bystander": False}
+    assert grandchild_client.get("/api/me").status_code == 401
+    assert grandchild["name"] == "grandchild"
 
 
 @pytest.mark.django_db
