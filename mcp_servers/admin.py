@@ -54,6 +54,8 @@ class McpServerForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self._stored = {name: dict(getattr(self.instance, name) or {}) for name in SECRET_FIELDS}
         for name in SECRET_FIELDS:
+            if name not in self.fields:  # a view-only user's form: the admin shows masked_* instead
+                continue
             if self.instance.pk is not None:
                 self.initial[name] = mask_values(self._stored[name])
             self.fields[
@@ -102,6 +104,17 @@ class McpServerAdmin(admin.ModelAdmin):
         ),
     )
     filter_horizontal = ("allowed_users", "allowed_groups")
+
+    def get_fieldsets(self, request: HttpRequest, obj: McpServer | None = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        # View-only: read-only fields show the row's own values, so the secrets are swapped for their masked form.
+        swap = {"env": "masked_env", "headers": "masked_headers"}
+        return [
+            (title, {**options, "fields": tuple(swap.get(str(field), field) for field in options["fields"])})
+            for title, options in fieldsets
+        ]
 
     def get_list_display(self, request: HttpRequest):
         statuses = _statuses()  # one host round trip for the whole page

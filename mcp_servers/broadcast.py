@@ -16,6 +16,8 @@ from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import BaseChannelLayer, channel_layers, get_channel_layer
 from django.conf import settings
 
+from platform_site.exceptions import REDIS_AWAY
+
 if TYPE_CHECKING:
     from .host import McpHost
 
@@ -25,6 +27,7 @@ GROUP = "mcp-config"
 MESSAGE = {"type": "mcp.config.changed"}
 # channels_redis forgets group members after a day; rejoin well before that.
 REJOIN_SECONDS = 3600
+REDIS_RETRY_SECONDS = 1.0
 
 
 def _layer() -> BaseChannelLayer:
@@ -39,29 +42,52 @@ def _forget_access_rules() -> None:
     mcp_access_cache_clear()
 
 
-async def abroadcast_config_changed() -> None:
-    _forget_access_rules()  # this process at once; the others when the message reaches them
-    if settings.REDIS_URL:
-        await _layer().group_send(GROUP, MESSAGE)
-        return
+def _reload_here() -> None:
     from .host import current_host
 
     host = current_host()
     if host is not None:
         host.request_reload()
+
+
+def _announce_failed() -> None:
+    # The row is stored: the save must not fail. This process applies it now; the other workers do when their
+    # listener gets Redis back (it reloads then), or on the next announcement.
+    logger.warning("could not announce an MCP configuration change (Redis away): applied in this process only")
+    _reload_here()
+
+
+async def abroadcast_config_changed() -> None:
+    _forget_access_rules()  # this process at once; the others when the message reaches them
+    if not settings.REDIS_URL:
+        _reload_here()
+        return
+    try:
+        await _layer().group_send(GROUP, MESSAGE)
+    except REDIS_AWAY:
+        _announce_failed()
 
 
 def broadcast_config_changed() -> None:
     """Tell every host to re-read MCP server configuration. Call after commit."""
     _forget_access_rules()  # this process at once; the others when the message reaches them
-    if settings.REDIS_URL:
-        async_to_sync(_layer().group_send)(GROUP, MESSAGE)
+    if not settings.REDIS_URL:
+        _reload_here()
         return
-    from .host import current_host
+    try:
+        async_to_sync(_layer().group_send)(GROUP, MESSAGE)
+    except REDIS_AWAY:
+        _announce_failed()
 
-    host = current_host()
-    if host is not None:
-        host.request_reload()
+
+async def _rejoin_when_back(layer: BaseChannelLayer, channel: str) -> None:
+    while True:
+        await asyncio.sleep(REDIS_RETRY_SECONDS)
+        try:
+            await layer.group_add(GROUP, channel)
+            return
+        except REDIS_AWAY:
+            continue
 
 
 async def listen_for_config_changes(host: "McpHost") -> None:
@@ -81,6 +107,9 @@ async def listen_for_config_changes(host: "McpHost") -> None:
             except TimeoutError:
                 await layer.group_add(GROUP, channel)
                 continue
+            except REDIS_AWAY:
+                # Announcements made meanwhile are lost: once Redis answers again, rejoin and reload anyway.
+                await _rejoin_when_back(layer, channel)
             _forget_access_rules()
             try:
                 changed = await host.areload()

@@ -487,7 +487,9 @@ class ServerConnection:
         except ValidationError as exc:
             error = f"MCP server {self.spec.name!r} returned an invalid result: {exc.error_count()} validation error(s)"
         except (httpx2.TransportError, OSError, BaseExceptionGroup) as exc:
-            error = f"MCP server {self.spec.name!r} failed: {describe(exc)}"
+            # The reason (paths, host names) goes to last_error, which only staff see; the model and the
+            # stored history get no more than a user may see.
+            error = f"MCP server {self.spec.name!r} is unavailable: the connection failed during the call"
             self._mark_dead(describe(exc))
         if error is not None:
             error = self._redact(error)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib import messages
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils.html import escape
 
@@ -319,6 +320,20 @@ def secret_server():
     server.save()
     get_host().ready(10)
     return server
+
+
+def test_a_view_only_user_sees_the_server_with_its_secrets_masked(client, secret_server):
+    viewer = UserFactory(username="viewer", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_mcpserver"))
+    client.force_login(viewer)
+
+    response = client.get(_change_url(secret_server))
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert SECRET not in page
+    assert "h3ader-value" not in page
+    assert "API_TOKEN=••••" in page
 
 
 def test_change_form_shows_env_and_header_values_masked(admin_client, secret_server):

@@ -25,10 +25,12 @@ from accounts.services import api_key_create
 from accounts.throttling import rate_limit_window_left
 from chats import tabs
 from chats.consumers import group_name
+from mcp_servers.models import McpServer
+from mcp_servers.services import mcp_server_save
 from platform_site.asgi import application
 from platform_site.counters import counter_get
 
-from .conftest import client_for, free_port, wait_until
+from .conftest import client_for, free_port, stdio_test_server, wait_until
 from .factories import ChatFactory
 from .fakes.providers import MODELS
 from .fakes.wire import Turn
@@ -150,6 +152,24 @@ def test_rest_calls_answer_while_redis_is_away_and_the_fallback_is_logged_once(u
     assert len(after) == 2
     assert after[1].startswith("Redis is reachable again after ")
     assert api.get("/api/chats").status_code == 200
+
+
+@pytest.mark.django_db
+def test_an_mcp_server_saved_while_redis_is_away_is_stored_and_applied_here(
+    outage_redis, caplog, django_capture_on_commit_callbacks
+):
+    outage_redis.stop()
+    caplog.set_level(logging.WARNING)
+
+    with django_capture_on_commit_callbacks(execute=True):  # the announcement runs after commit, as in admin
+        mcp_server_save(server=stdio_test_server(name="saved"))
+
+    assert McpServer.objects.filter(name="saved").exists()
+    assert any(
+        "could not announce an MCP configuration change" in r.getMessage()
+        for r in caplog.records
+        if r.name == "mcp_servers.broadcast"
+    )
 
 
 @pytest.mark.django_db
