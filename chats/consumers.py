@@ -18,6 +18,7 @@ import contextlib
 import functools
 import json
 import logging
+import time
 from typing import Any
 
 from channels.exceptions import StopConsumer
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 MAX_BATCH = 256
+LAYER_RETRY_SECONDS = 5.0  # after the layer failed, a turn stops trying other workers for this long
 # Tabs connected to this process, by chat id. A turn's events reach them directly; the channel layer
 # carries them only to tabs on other workers (which skip frames their own process sent).
 LOCAL_TABS: dict[int, set["ChatConsumer"]] = {}
@@ -201,6 +203,7 @@ async def _forward(layer: Any, chat_id: int, handle: TurnHandle) -> None:
     queue = handle.subscribe()
     elsewhere = TabsElsewhere(chat_id)
     layer_failed = False
+    layer_skip_until = 0.0  # after a failure: a Redis that hangs would hold this worker's own tabs each frame
     try:
         while True:
             events = [await queue.get()]
@@ -210,6 +213,8 @@ async def _forward(layer: Any, chat_id: int, handle: TurnHandle) -> None:
                 for tab in list(LOCAL_TABS.get(chat_id, ())):
                     with contextlib.suppress(Exception):  # a tab closing mid-send
                         await tab._send(frame)
+                if time.monotonic() < layer_skip_until:
+                    continue
                 try:
                     if await elsewhere():
                         await layer.group_send(
@@ -219,6 +224,7 @@ async def _forward(layer: Any, chat_id: int, handle: TurnHandle) -> None:
                     if not layer_failed:  # once a turn, not once a frame
                         logger.warning("chat %s: could not reach tabs on other workers", chat_id, exc_info=True)
                     layer_failed = True
+                    layer_skip_until = time.monotonic() + LAYER_RETRY_SECONDS
             if events[-1].type == "turn_done":
                 return
     except Exception:
