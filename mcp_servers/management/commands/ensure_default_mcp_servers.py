@@ -23,6 +23,7 @@ class Command(BaseCommand):
                 created = mcp_servers_ensure_defaults()
         except RedisError as exc:
             # The notice only tells running hosts to reload; hosts that start later read the rows anyway.
+            # (Redis unreachable is logged by the broadcast itself; this is any other Redis error.)
             logger.warning("MCP servers created, but the config-changed notice was not sent: %s", exc)
         if created:
             self.stdout.write(self.style.SUCCESS(f"Created MCP servers: {', '.join(created)}"))
