@@ -1,6 +1,7 @@
 """Shared fixtures: users, API clients authenticated by key, a clean shared cache, MCP test servers."""
 
 import contextlib
+import json
 import socket
 import subprocess
 import sys
@@ -114,6 +115,27 @@ def _fresh_mcp_host():
     from mcp_servers.host import reset_host
 
     reset_host()
+
+
+def mcp_admin_form(**overrides) -> dict:
+    """The admin's MCP server form as a browser posts it: the stdio test server, with ``overrides``."""
+    data = {
+        "name": "test",
+        "display_name": "",
+        "description": "",
+        "enabled": "on",
+        "transport": "stdio",
+        "timeout_seconds": "30",
+        "command": sys.executable,
+        "args": json.dumps([TEST_MCP_SERVER, "stdio"]),
+        "cwd": "",
+        "env": "{}",
+        "url": "",
+        "headers": "{}",
+        "tool_allowlist": "[]",
+        "_save": "Save",
+    }
+    return {**data, **overrides}
 
 
 def stdio_test_server(name: str = "test", **fields):

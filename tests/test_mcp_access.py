@@ -6,7 +6,6 @@ SDKs. The host reads rows from its own thread, so these tests commit (transactio
 
 import io
 import json
-import sys
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -24,7 +23,7 @@ from mcp_servers.models import McpServer
 from mcp_servers.selectors import mcp_servers_usable_by
 from mcp_servers.services import mcp_server_save
 
-from .conftest import TEST_MCP_SERVER, client_for, stdio_test_server, wait_until
+from .conftest import client_for, mcp_admin_form, stdio_test_server, wait_until
 from .factories import ChatFactory, UserFactory
 from .fakes.providers import MODELS
 from .fakes.wire import ToolCallSpec, Turn
@@ -295,26 +294,12 @@ def test_a_change_announced_by_another_worker_reaches_this_process(user, setting
 def test_the_admin_form_saves_access_and_denied_tools(client, user):
     client.force_login(UserFactory(username="admin", is_staff=True, is_superuser=True))
     research = Group.objects.create(name="research")
-    form = {
-        "name": "test",
-        "display_name": "",
-        "description": "",
-        "enabled": "on",
-        "transport": "stdio",
-        "timeout_seconds": "30",
-        "command": sys.executable,
-        "args": json.dumps([TEST_MCP_SERVER, "stdio"]),
-        "cwd": "",
-        "env": "{}",
-        "url": "",
-        "headers": "{}",
-        "tool_allowlist": "[]",
-        "access_restricted": "on",
-        "allowed_users": [str(user.pk)],
-        "allowed_groups": [str(research.pk)],
-        "denied_tools": json.dumps(["fail"]),
-        "_save": "Save",
-    }
+    form = mcp_admin_form(
+        access_restricted="on",
+        allowed_users=[str(user.pk)],
+        allowed_groups=[str(research.pk)],
+        denied_tools=json.dumps(["fail"]),
+    )
     assert mcp_servers_usable_by(user=user) == frozenset()
 
     response = client.post(reverse("admin:mcp_servers_mcpserver_add"), form)

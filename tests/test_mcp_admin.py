@@ -16,7 +16,7 @@ from django.utils.html import escape
 from mcp_servers.host import get_host
 from mcp_servers.models import McpServer
 
-from .conftest import TEST_MCP_SERVER, stdio_test_server, wait_until
+from .conftest import mcp_admin_form, stdio_test_server, wait_until
 from .factories import UserFactory
 
 # The host reads McpServer rows from its own thread: rows must be committed to be seen.
@@ -238,23 +238,7 @@ def test_change_page_of_a_failing_server_shows_the_error_and_no_tools(admin_clie
 
 
 def _form(**overrides) -> dict:
-    data = {
-        "name": "test",
-        "display_name": "",
-        "description": "",
-        "enabled": "on",
-        "transport": "stdio",
-        "timeout_seconds": "30",
-        "command": sys.executable,
-        "args": json.dumps([TEST_MCP_SERVER, "stdio"]),
-        "cwd": "",
-        "env": json.dumps({"GREETING": "before"}),
-        "url": "",
-        "headers": "{}",
-        "tool_allowlist": "[]",
-        "_save": "Save",
-    }
-    return {**data, **overrides}
+    return mcp_admin_form(**{"env": json.dumps({"GREETING": "before"}), **overrides})
 
 
 def test_saving_the_change_form_updates_the_running_connection(admin_client, connected):
