@@ -5,6 +5,8 @@ A message's content is a list of typed blocks (``text``, ``tool_call``,
 Provider and model are stored as names on messages: history outlives config rows.
 """
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 
@@ -30,6 +32,8 @@ class Chat(models.Model):
     turn_id = models.CharField(max_length=32, blank=True, editable=False)
     turn_owner = models.CharField(max_length=200, blank=True, editable=False, help_text="Channel of its worker.")
     turn_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # "server__tool" names a user approved with "remember": allowed without asking for the rest of this chat.
+    approved_tools = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-updated_at", "-id"]
@@ -72,6 +76,13 @@ class Message(models.Model):
         return f"{self.role} #{self.position} in chat {self.chat_id}"
 
 
+class ApprovalDecision(models.TextChoices):
+    APPROVED = "approved", "approved"
+    DENIED = "denied", "denied"
+    EXPIRED = "expired", "expired (nobody decided in time)"
+    CANCELLED = "cancelled", "cancelled (the turn stopped first)"
+
+
 class ToolExecution(models.Model):
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="tool_executions")
     tool_call_id = models.CharField(max_length=200, blank=True)
@@ -82,6 +93,14 @@ class ToolExecution(models.Model):
     result = models.JSONField(default=list, help_text="Result content blocks.")
     is_error = models.BooleanField(default=False)
     duration_ms = models.PositiveIntegerField(default=0)
+    # Whether the call ran: the policy that applied, and the decision, by a human or automatically.
+    approval_policy = models.CharField(max_length=5, blank=True)
+    approval_decision = models.CharField(max_length=10, choices=ApprovalDecision.choices, blank=True)
+    approval_auto = models.BooleanField(default=True, help_text="Decided by policy, not by a person.")
+    approval_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    approval_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -89,3 +108,48 @@ class ToolExecution(models.Model):
 
     def __str__(self) -> str:
         return f"{self.server}__{self.tool}"
+
+
+class ToolApproval(models.Model):
+    """A tool call waiting for a human's yes or no (policy ``ask``), and then what they decided.
+
+    The turn that asked waits in its worker; the row lets any worker take the decision, and a reloaded page
+    show the question again.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        APPROVED = "approved", "approved"
+        DENIED = "denied", "denied"
+        EXPIRED = "expired", "expired"
+        CANCELLED = "cancelled", "cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="tool_approvals", db_index=False)
+    turn_id = models.CharField(max_length=32)
+    tool_call_id = models.CharField(max_length=200)
+    round = models.PositiveSmallIntegerField(default=1)
+    server = models.CharField(max_length=40)
+    tool = models.CharField(max_length=200)
+    arguments = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    remember = models.BooleanField(default=False, help_text="Approved for the rest of the chat.")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["chat", "status"], name="approval_chat_status")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "approved", "denied", "expired", "cancelled"]),
+                name="approval_status_valid",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.server}__{self.tool} ({self.status})"

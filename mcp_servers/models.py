@@ -6,13 +6,27 @@ from django.db import models
 
 from providers.validators import validate_http_url
 
-from .validators import validate_server_name, validate_string_list, validate_string_mapping
+from .validators import (
+    validate_server_name,
+    validate_string_list,
+    validate_string_mapping,
+    validate_tool_policies,
+    validate_user_vars,
+)
 
 
 class Transport(models.TextChoices):
     STDIO = "stdio", "stdio (local process)"
     STREAMABLE_HTTP = "streamable_http", "Streamable HTTP"
     SSE = "sse", "SSE (legacy)"
+
+
+class Policy(models.TextChoices):
+    """Whether a tool call runs: at once, after a human's yes, or never."""
+
+    ALLOW = "allow", "allow"
+    ASK = "ask", "ask (a human approves each call)"
+    DENY = "deny", "deny"
 
 
 class McpServer(models.Model):
@@ -54,6 +68,26 @@ class McpServer(models.Model):
     allowed_groups = models.ManyToManyField(
         "auth.Group", blank=True, related_name="+", help_text="When restricted: members of these groups may use it."
     )
+    approval_default = models.CharField(
+        max_length=5,
+        choices=Policy.choices,
+        blank=True,
+        help_text="For tools with no policy of their own and no hint: blank = allow. A tool marked read-only "
+        "by the server is allowed, one marked destructive asks.",
+    )
+    tool_policies = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_tool_policies],
+        help_text='Per tool: {"write_file": "ask", "move_file": "deny"}. Wins over the server\'s hints.',
+    )
+    user_vars = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_user_vars],
+        help_text='Values each user sets for themselves: {"GITHUB_TOKEN": {"title": "GitHub token", "secret": true}}. '
+        'A stdio server gets each in its environment; "{{GITHUB_TOKEN}}" puts one in args, env, headers or URL.',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -78,6 +112,8 @@ class McpServer(models.Model):
             ("args", validate_string_list),
             ("tool_allowlist", validate_string_list),
             ("denied_tools", validate_string_list),
+            ("tool_policies", validate_tool_policies),
+            ("user_vars", validate_user_vars),
             ("env", validate_string_mapping),
             ("headers", validate_string_mapping),
         ):
@@ -130,3 +166,19 @@ class McpServerHealthSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.server} {self.status} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class McpUserCredential(models.Model):
+    """One user's own values for a server's ``user_vars``, encrypted (``mcp_servers.credentials``)."""
+
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="credentials")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    values = models.TextField(help_text="The values as a JSON object, encrypted; never shown.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "MCP user credential"
+        constraints = [models.UniqueConstraint(fields=["server", "user"], name="mcp_credential_unique_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.server} for user {self.user_id}"

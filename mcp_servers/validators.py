@@ -25,3 +25,38 @@ def validate_string_mapping(value: object) -> None:
         isinstance(key, str) and isinstance(item, str) for key, item in value.items()
     ):
         raise ValidationError("Must be an object mapping names to string values.", code="invalid_mapping")
+
+
+POLICIES = ("allow", "ask", "deny")
+USER_VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+USER_VAR_KEYS = {"title": str, "description": str, "secret": bool, "required": bool}
+
+
+def validate_tool_policies(value: object) -> None:
+    """``{"tool name": "allow" | "ask" | "deny"}``."""
+    if not isinstance(value, dict) or not all(isinstance(key, str) and key for key in value):
+        raise ValidationError("Must be an object mapping tool names to a policy.", code="invalid_policies")
+    bad = sorted(key for key, policy in value.items() if policy not in POLICIES)
+    if bad:
+        raise ValidationError(
+            f"Policy must be one of allow, ask, deny (tools: {', '.join(bad)}).", code="invalid_policy"
+        )
+
+
+def validate_user_vars(value: object) -> None:
+    """``{"NAME": {"title"?: str, "description"?: str, "secret"?: bool, "required"?: bool}}``."""
+    if not isinstance(value, dict):
+        raise ValidationError("Must be an object mapping variable names to their description.", code="invalid_vars")
+    for name, spec in value.items():
+        if not isinstance(name, str) or not USER_VAR_NAME_RE.match(name):
+            raise ValidationError(
+                f"{name!r} is not a variable name (letters, digits and _, not a digit first).", code="invalid_var_name"
+            )
+        if not isinstance(spec, dict):
+            raise ValidationError(f"{name}: must be an object.", code="invalid_var")
+        unknown = sorted(set(spec) - set(USER_VAR_KEYS))
+        if unknown:
+            raise ValidationError(f"{name}: unknown key(s) {', '.join(unknown)}.", code="invalid_var")
+        wrong = sorted(key for key, kind in USER_VAR_KEYS.items() if key in spec and type(spec[key]) is not kind)
+        if wrong:
+            raise ValidationError(f"{name}: wrong type for {', '.join(wrong)}.", code="invalid_var")
