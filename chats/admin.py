@@ -1,6 +1,7 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
-from .models import Chat, Message, ToolExecution
+from .models import Chat, Message, ToolApproval, ToolExecution
 
 
 class MessageInline(admin.TabularInline):
@@ -26,7 +27,7 @@ class ChatAdmin(admin.ModelAdmin):
 class ToolExecutionInline(admin.TabularInline):
     model = ToolExecution
     extra = 0
-    fields = ("server", "tool", "arguments", "result", "is_error", "duration_ms", "created_at")
+    fields = ("server", "tool", "arguments", "result", "is_error", "duration_ms", "approval_decision", "created_at")
     readonly_fields = fields
     can_delete = False
 
@@ -56,7 +57,36 @@ class MessageAdmin(admin.ModelAdmin):
 
 @admin.register(ToolExecution)
 class ToolExecutionAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "server", "tool", "is_error", "duration_ms", "created_at")
-    list_filter = ("server", "is_error", "created_at")
+    list_display = (
+        "__str__",
+        "server",
+        "tool",
+        "is_error",
+        "duration_ms",
+        "approval_policy",
+        "approval_decision",
+        "approval_auto",
+        "approval_by",
+        "created_at",
+    )
+    list_filter = ("server", "is_error", "approval_decision", "approval_auto", "created_at")
+    list_select_related = ("approval_by",)
     search_fields = ("server", "tool", "tool_call_id")
-    raw_id_fields = ("message",)
+    raw_id_fields = ("message", "approval_by")
+
+
+@admin.register(ToolApproval)
+class ToolApprovalAdmin(admin.ModelAdmin):
+    """Tool calls that asked for a person's yes: who decided what, and when. A record, not editable here."""
+
+    list_display = ("__str__", "chat", "status", "decided_by", "decided_at", "expires_at", "created_at")
+    list_filter = ("status", "server", "created_at")
+    search_fields = ("server", "tool", "tool_call_id", "chat__title", "chat__owner__username")
+    list_select_related = ("chat", "decided_by")
+    readonly_fields = tuple(field.name for field in ToolApproval._meta.fields)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ToolApproval | None = None) -> bool:
+        return False

@@ -8,7 +8,13 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import StreamingHttpResponse
 from django.http.response import HttpResponseBase
-from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import renderers, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,7 +24,7 @@ from accounts.models import ApiKey
 from accounts.requests import AuthenticatedRequest
 from platform_site.async_views import AsyncApiView
 from platform_site.db import run_db
-from platform_site.exceptions import Conflict
+from platform_site.exceptions import Conflict, ValidationFailed
 from platform_site.fields import (
     SharedFieldsSerializer,
     StrictBooleanField,
@@ -32,10 +38,19 @@ from platform_site.schema import ERROR_DESCRIPTIONS, NOT_BLANK_PATTERN, ErrorSer
 from providers.types import GenerationOptions
 
 from .events import ErrorEvent, Event, TextDelta, ToolCallFinished, ToolCallStarted, TurnDone
-from .models import Chat, Role
+from .models import Chat, Role, ToolApproval
 from .selectors import chat_get, chat_list, message_list
 from .services import chat_create, chat_delete, chat_update
-from .services.turns import PreparedTurn, TurnRequest, turn_cancel, turn_prepare, turn_start
+from .services.turns import (
+    PreparedTurn,
+    TurnRequest,
+    approval_list,
+    approval_submit,
+    parse_decision,
+    turn_cancel,
+    turn_prepare,
+    turn_start,
+)
 
 
 class ChatOutputSerializer(serializers.Serializer):
@@ -109,6 +124,17 @@ class ChatDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class ApprovalRecordSerializer(serializers.Serializer):
+    policy = serializers.ChoiceField(choices=["allow", "ask", "deny"])
+    decision = serializers.ChoiceField(choices=["approved", "denied", "expired", "cancelled"])
+    auto = serializers.BooleanField(help_text="Decided by a policy, a remembered approval or the timeout.")
+    decided_by = serializers.IntegerField(allow_null=True, help_text="The user who decided; null when auto.")
+    decided_at = serializers.DateTimeField(allow_null=True)
+
+    class Meta:
+        ref_name = "ToolApprovalRecord"
+
+
 class ToolExecutionOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     tool_call_id = serializers.CharField()
@@ -121,8 +147,22 @@ class ToolExecutionOutputSerializer(serializers.Serializer):
     duration_ms = serializers.IntegerField()
     created_at = serializers.DateTimeField()
 
+    approval = serializers.SerializerMethodField(help_text="Whether and why the call ran; null for older rows.")
+
     class Meta:
         ref_name = "ToolExecution"
+
+    @extend_schema_field(ApprovalRecordSerializer(allow_null=True))
+    def get_approval(self, execution: Any) -> dict[str, Any] | None:
+        if not execution.approval_decision:
+            return None
+        return {
+            "policy": execution.approval_policy,
+            "decision": execution.approval_decision,
+            "auto": execution.approval_auto,
+            "decided_by": execution.approval_by_id,
+            "decided_at": execution.approval_at,
+        }
 
 
 class MessageOutputSerializer(serializers.Serializer):
@@ -285,7 +325,16 @@ def turn_summary(events: list[Event]) -> tuple[int, dict[str, Any]]:
 async def turn_response(request: Request, prepared: PreparedTurn, stream: bool) -> HttpResponseBase:
     handle = await turn_start(prepared)
     if not stream:
-        status_code, body = turn_summary(await handle.result())
+        events, asked = await handle.result_or_approvals()
+        if asked:
+            # The turn goes on in the background once decided; the chat's messages show its end.
+            body = {
+                "status": "awaiting_approval",
+                "chat_id": handle.chat_id,
+                "approvals": [event.to_dict() for event in asked],
+            }
+            return Response(body, status=status.HTTP_202_ACCEPTED)
+        status_code, body = turn_summary(events)
         return Response(body, status=status_code)
 
     async def frames() -> AsyncIterator[str]:
@@ -321,6 +370,29 @@ class TurnEventSerializer(serializers.Serializer):
         ref_name = "TurnEvent"
 
 
+class ApprovalRequestSerializer(serializers.Serializer):
+    approval_id = serializers.UUIDField()
+    tool_call_id = serializers.CharField()
+    server = serializers.CharField()
+    tool = serializers.CharField()
+    arguments = serializers.DictField()
+    expires_at = serializers.DateTimeField()
+    round = serializers.IntegerField()
+    type = serializers.CharField(default="tool_approval_required")
+
+    class Meta:
+        ref_name = "ToolApprovalRequired"
+
+
+class AwaitingApprovalSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["awaiting_approval"])
+    chat_id = serializers.IntegerField()
+    approvals = ApprovalRequestSerializer(many=True)
+
+    class Meta:
+        ref_name = "TurnAwaitingApproval"
+
+
 def _turn_responses() -> dict[Any, Any]:
     """A turn's answers: JSON, or the event stream; upstream failures keep the JSON answer's body."""
     json_type, sse_type = "application/json", EventStreamRenderer.media_type
@@ -333,6 +405,11 @@ def _turn_responses() -> dict[Any, Any]:
     return {
         (200, json_type): TurnOutputSerializer,
         (200, sse_type): TurnEventSerializer,
+        (202, json_type): OpenApiResponse(
+            AwaitingApprovalSerializer,
+            description="A tool call waits for a person's decision (policy `ask`): decide with "
+            "`POST /api/chats/{id}/approvals/{approval_id}`; the turn then goes on in the background.",
+        ),
         # Errors before a stream starts are one `error` event (platform_site.schema documents them so).
         (429, json_type): OpenApiResponse(result_or_error, description=ERROR_DESCRIPTIONS[429]),
         (429, sse_type): OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[429]),
@@ -425,3 +502,70 @@ class ChatCancelApi(AsyncApiView):
 
 def _api_key(request: Request) -> ApiKey | None:
     return request.auth if isinstance(request.auth, ApiKey) else None
+
+
+class ApprovalOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField(help_text="The approval_id.")
+    tool_call_id = serializers.CharField()
+    round = serializers.IntegerField()
+    server = serializers.CharField()
+    tool = serializers.CharField()
+    arguments = serializers.JSONField()
+    status = serializers.ChoiceField(choices=ToolApproval.Status.choices)
+    remember = serializers.BooleanField(help_text="Approved for the rest of the chat.")
+    decided_by = serializers.IntegerField(source="decided_by_id", allow_null=True)
+    decided_at = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField()
+    created_at = serializers.DateTimeField()
+
+    class Meta:
+        ref_name = "ToolApproval"
+
+
+class DecisionInputSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=["approve", "deny"])
+    remember = serializers.ChoiceField(
+        choices=["chat"], required=False, allow_null=True, help_text="`chat`: allow this tool for the rest of the chat."
+    )
+
+    class Meta:
+        ref_name = "ToolApprovalDecision"
+
+
+class ChatApprovalListApi(AsyncApiView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "status",
+                str,
+                enum=["pending", "all"],
+                description="`pending` (the default): the calls still waiting; `all`: every decision too.",
+            )
+        ],
+        responses={200: ApprovalOutputSerializer(many=True), **error_responses(400)},
+        operation_id="chats_approvals_list",
+    )
+    async def get(self, request: AuthenticatedRequest, chat_id: int) -> Response:
+        which = request.query_params.get("status", "pending")
+        if which not in ("pending", "all"):
+            raise ValidationFailed(
+                "status must be pending or all.", code="invalid_status", details={"status": ["pending or all"]}
+            )
+        approvals = await run_db(approval_list, chat_id=chat_id, user=request.user, pending_only=which == "pending")
+        return Response(ApprovalOutputSerializer(approvals, many=True).data)
+
+
+class ChatApprovalDecideApi(AsyncApiView):
+    @extend_schema(
+        request=DecisionInputSerializer,
+        responses={200: ApprovalOutputSerializer, **error_responses(409)},  # approval_not_pending
+        operation_id="chats_approvals_decide",
+        description="Approve or deny a tool call that waits (policy `ask`), on whichever worker runs its turn. "
+        "409 `approval_not_pending` once it was decided, expired or cancelled.",
+    )
+    async def post(self, request: AuthenticatedRequest, chat_id: int, approval_id: str) -> Response:
+        _, approve, remember = parse_decision(request.data)
+        approval = await approval_submit(
+            user=request.user, approval_id=approval_id, approve=approve, remember=remember, chat_id=chat_id
+        )
+        return Response(ApprovalOutputSerializer(approval).data)

@@ -8,9 +8,12 @@ while one runs gets an ``error`` frame (code ``turn_in_progress``).
 
 Client -> server: ``{"type": "message", "message", "provider"?, "model"?,
 "system_prompt_id"?, "variables"?, "mcp_servers"?, "tools"?}``, ``{"type":
-"cancel"}``, ``{"type": "ping"}``. Server -> client: the engine's events, plus
-``{"type": "error", "code", "message"}`` for bad client frames (the connection
-stays open), ``{"type": "pong"}`` and a first ``{"type": "ready", ...}``.
+"approval", "approval_id", "decision": "approve" | "deny", "remember"?: "chat"}``,
+``{"type": "cancel"}``, ``{"type": "ping"}``. Server -> client: the engine's
+events, plus ``{"type": "error", "code", "message"}`` for bad client frames (the
+connection stays open), ``{"type": "pong"}`` and a first ``{"type": "ready",
+"chat_id", "turn_in_progress", "pending_approvals"}``: the running turn's calls
+still waiting for a decision, as ``tool_approval_required`` events.
 """
 
 import asyncio
@@ -32,8 +35,17 @@ from platform_site.exceptions import REDIS_AWAY, ApplicationError
 from platform_site.parsers import JsonTooDeep, json_loads
 
 from .apis import TurnInputSerializer
-from .models import Chat
-from .services.turns import TurnHandle, turn_cancel, turn_prepare, turn_start
+from .models import Chat, ToolApproval
+from .services.turns import (
+    TurnHandle,
+    approval_event,
+    approval_list,
+    approval_submit,
+    parse_decision,
+    turn_cancel,
+    turn_prepare,
+    turn_start,
+)
 from .services.turns.rules import chat_turn_in_progress
 from .tabs import PROCESS_ID, TabsElsewhere, tabs_join, tabs_leave
 
@@ -83,9 +95,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.accept(subprotocol)
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        chat = await run_db(
-            lambda: Chat.objects.filter(pk=self.chat_id, owner=user).only("turn_id", "turn_lease_until").first()
-        )
+
+        def load() -> tuple[Chat | None, list[ToolApproval]]:
+            chat = Chat.objects.filter(pk=self.chat_id, owner=user).only("turn_id", "turn_lease_until").first()
+            if chat is None or not chat_turn_in_progress(chat=chat):
+                return chat, []
+            return chat, approval_list(chat_id=self.chat_id, user=user)
+
+        chat, pending = await run_db(load)
         if chat is None:
             await self.accept(subprotocol)
             await self.close(code=CLOSE_NOT_FOUND)
@@ -95,7 +112,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         LOCAL_TABS.setdefault(self.chat_id, set()).add(self)
         await self.accept(subprotocol)
         await self._send(
-            {"type": "ready", "chat_id": self.chat_id, "turn_in_progress": chat_turn_in_progress(chat=chat)}
+            {
+                "type": "ready",
+                "chat_id": self.chat_id,
+                "turn_in_progress": chat_turn_in_progress(chat=chat),
+                # Tool calls of the running turn still waiting for a decision: a reloaded page asks again.
+                "pending_approvals": [approval_event(approval).to_dict() for approval in pending],
+            }
         )
 
     async def disconnect(self, code: int) -> None:
@@ -154,8 +177,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self._application_error(exc)
         elif kind == "message":
             await self._start_turn(frame)
+        elif kind == "approval":
+            try:
+                approval_id, approve, remember = parse_decision(frame)
+                await approval_submit(
+                    user=self.user, approval_id=approval_id, approve=approve, remember=remember, chat_id=self.chat_id
+                )
+            except ApplicationError as exc:
+                await self._application_error(exc)
         else:
-            await self._error("unknown_type", f"Unknown frame type {kind!r}: use message, cancel or ping.")
+            await self._error("unknown_type", f"Unknown frame type {kind!r}: use message, approval, cancel or ping.")
 
     async def _start_turn(self, frame: dict[str, Any]) -> None:
         serializer = TurnInputSerializer(data={key: value for key, value in frame.items() if key != "type"})

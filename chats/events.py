@@ -1,5 +1,6 @@
 """The chat engine's events: what every interface (REST JSON, SSE, WebSocket) turns into its own frames."""
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -56,6 +57,28 @@ class ToolCallFinished(_Event):
     round: int
 
 
+class ToolApprovalRequired(_Event):
+    """A call waits for a human's yes: decide with the WebSocket frame ``approval`` or the REST endpoint."""
+
+    type: Literal["tool_approval_required"] = "tool_approval_required"
+    approval_id: str
+    tool_call_id: str
+    server: str
+    tool: str
+    arguments: dict[str, Any]
+    expires_at: datetime
+    round: int
+
+
+class ToolApprovalDecided(_Event):
+    type: Literal["tool_approval_decided"] = "tool_approval_decided"
+    approval_id: str
+    tool_call_id: str
+    decision: str  # approved, denied, expired or cancelled
+    auto: bool  # a policy, a remembered approval or the timeout decided, not a person
+    remember: bool = False
+
+
 class MessageDone(_Event):
     type: Literal["message_done"] = "message_done"
     message_id: int
@@ -102,6 +125,8 @@ Event = (
     | ThinkingDelta
     | ToolCallStarted
     | ToolCallFinished
+    | ToolApprovalRequired
+    | ToolApprovalDecided
     | MessageDone
     | UsageReport
     | ErrorEvent

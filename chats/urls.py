@@ -7,5 +7,11 @@ urlpatterns = [
     path("chats/<int:chat_id>", apis.ChatDetailApi.as_view(), name="chat-detail"),
     path("chats/<int:chat_id>/messages", apis.ChatMessagesApi.as_view(), name="chat-messages"),
     path("chats/<int:chat_id>/cancel", apis.ChatCancelApi.as_view(), name="chat-cancel"),
+    path("chats/<int:chat_id>/approvals", apis.ChatApprovalListApi.as_view(), name="chat-approvals"),
+    path(
+        "chats/<int:chat_id>/approvals/<str:approval_id>",
+        apis.ChatApprovalDecideApi.as_view(),
+        name="chat-approval-decide",
+    ),
     path("chat", apis.ChatOneShotApi.as_view(), name="chat-one-shot"),
 ]

@@ -1,4 +1,5 @@
-"""Admin for MCP servers: live status from this worker's host, test/reconnect actions, tool lists.
+"""Admin for MCP servers: live status from this worker's host, test/reconnect actions, tool lists
+with each tool's effective approval policy.
 
 Saving or deleting a server is announced to every worker's host after commit,
 so the change takes effect everywhere without a restart. Env and header values
@@ -16,10 +17,12 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from .config import ServerSpec
+from .credentials import credential_row_names, credential_rows_delete
 from .host import get_host
-from .models import McpServer, McpServerHealthSnapshot
+from .models import McpServer, McpServerHealthSnapshot, McpUserCredential, Policy
+from .policies import effective_policy
 from .redaction import SECRET_MASK, is_reference, mask_values, redactor_for, unmask_values
-from .results import ServerStatus
+from .results import ServerStatus, ToolInfo
 from .services import SECRET_FIELDS, mcp_config_changed
 
 logger = logging.getLogger(__name__)
@@ -41,6 +44,43 @@ def _statuses() -> dict[str, ServerStatus]:
     except Exception:  # the admin must render even if the host cannot be reached
         logger.exception("could not read MCP host status")
         return {}
+
+
+def _offered_tools(obj: McpServer) -> tuple[list[ToolInfo], str]:
+    """The tools this worker's host has for the server, and a note when it has none."""
+    if not obj.enabled:
+        return [], "The server is disabled: its tools are not known."
+    try:
+        tools = get_host().tools([obj.name])
+    except Exception as exc:
+        return [], f"Its tools are unavailable: {exc}"
+    return tools, "" if tools else "No tools (not connected, or the server offers none)."
+
+
+# Why a tool has its policy, by the source mcp_servers.policies.effective_policy names.
+POLICY_SOURCES = {
+    "tool": "set for this tool",
+    "readOnlyHint": "the server marks it read-only (readOnlyHint)",
+    "destructiveHint": "the server marks it destructive (destructiveHint)",
+}
+
+
+def effective_policy_rows(obj: McpServer, offered: list[ToolInfo]) -> list[tuple[str, str, str]]:
+    """(tool, policy, why) for each offered tool, then for each tool with a policy or denied that is not offered."""
+    default_source = f"server default ({obj.approval_default})" if obj.approval_default else "no server default: allow"
+    rows = []
+    for tool in offered:
+        policy, source = effective_policy(
+            tool=tool.name, annotations=tool.annotations, default=obj.approval_default, tools=obj.tool_policies
+        )
+        rows.append((tool.name, policy, POLICY_SOURCES.get(source, default_source)))
+    names = {tool.name for tool in offered}
+    for name in sorted(set(obj.denied_tools) - names):
+        rows.append((name, Policy.DENY.value, "denied tools (Access): never offered nor callable"))
+    for name, policy in sorted(obj.tool_policies.items()):
+        if name not in names and name not in obj.denied_tools:
+            rows.append((name, policy, "set for this tool, which the server does not offer now"))
+    return rows
 
 
 class McpServerForm(forms.ModelForm):
@@ -76,6 +116,24 @@ class McpServerForm(forms.ModelForm):
     def clean_env(self) -> Any:
         return self._unmasked("env")
 
+    def full_clean(self) -> None:
+        super().full_clean()
+        if self.is_bound and self.errors:
+            self._drop_repeated_errors()
+
+    def _drop_repeated_errors(self) -> None:
+        # The model checks its JSON shapes with field validators and again in clean() (validators skip
+        # {} and []), so a bad value would show the same message twice: keep each message once.
+        for errors in self.errors.values():
+            seen: set[tuple[str, ...]] = set()
+            unique = []
+            for error in errors.as_data():
+                key = tuple(error.messages)
+                if key not in seen:
+                    seen.add(key)
+                    unique.append(error)
+            errors.data[:] = unique
+
     def clean_headers(self) -> Any:
         return self._unmasked("headers")
 
@@ -89,7 +147,7 @@ class McpServerAdmin(admin.ModelAdmin):
     list_filter = ("transport", "enabled", "access_restricted")
     search_fields = ("name", "display_name", "description", "command", "url")
     actions = ("test_connection", "reconnect")
-    readonly_fields = ("live_status", "tools_overview")
+    readonly_fields = ("live_status", "tools_overview", "effective_policies")
     fieldsets = (
         (None, {"fields": ("name", "display_name", "description", "enabled", "transport", "timeout_seconds")}),
         ("stdio", {"fields": ("command", "args", "cwd", "env")}),
@@ -100,6 +158,24 @@ class McpServerAdmin(admin.ModelAdmin):
             {
                 "fields": ("access_restricted", "allowed_users", "allowed_groups", "denied_tools"),
                 "description": "Open to everyone unless restricted; staff follow the same rules in their own chats.",
+            },
+        ),
+        (
+            "Tool approval",
+            {
+                "fields": ("approval_default", "tool_policies", "effective_policies"),
+                "description": "Whether a call runs at once (allow), waits for the user's yes (ask) or never runs "
+                "(deny). A tool's own policy wins; without one, a tool the server marks read-only is allowed and "
+                "one it marks destructive asks (the server's hints, not trusted over your choice); everything "
+                "else follows the server default, itself allow when blank.",
+            },
+        ),
+        (
+            "User variables",
+            {
+                "fields": ("user_vars",),
+                "description": "Values each user sets for themselves, such as their own API token. "
+                'Each is {"title", "description", "secret": true|false, "required": true|false}, all optional.',
             },
         ),
     )
@@ -208,6 +284,24 @@ class McpServerAdmin(admin.ModelAdmin):
             rows,
         )
 
+    @admin.display(description="effective policies")
+    def effective_policies(self, obj: McpServer) -> str:
+        if obj.pk is None:
+            return "—"
+        offered, note = _offered_tools(obj)
+        rows = effective_policy_rows(obj, offered)
+        table = format_html(
+            "<table><thead><tr><th>tool</th><th>policy</th><th>why</th></tr></thead><tbody>{}</tbody></table>",
+            format_html_join(
+                "",
+                '<tr><th scope="row"><code>{}</code></th><td>{}</td><td>{}</td></tr>',
+                rows,
+            ),
+        )
+        if not note:
+            return table
+        return format_html("{}<p>{}</p>", table, note) if rows else note
+
     # --- writes announce themselves to every worker -----------------------------------------
 
     def save_model(self, request, obj, form, change):
@@ -278,3 +372,35 @@ class McpServerHealthSnapshotAdmin(admin.ModelAdmin):
     @admin.display(description="last error")
     def short_error(self, obj: McpServerHealthSnapshot) -> str:
         return obj.last_error[:200]
+
+
+@admin.register(McpUserCredential)
+class McpUserCredentialAdmin(admin.ModelAdmin):
+    """Which users set values for which servers, and which names: never a value. Rows are set by their users
+    (the credentials endpoint, the chat page); here they can only be deleted (the user then sets them again)."""
+
+    list_display = ("server", "user", "names_set", "updated_at")
+    list_filter = ("server",)
+    search_fields = ("server__name", "user__username")
+    list_select_related = ("server", "user")
+    fields = ("server", "user", "names_set", "updated_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: McpUserCredential | None = None) -> bool:
+        return False
+
+    @admin.display(description="variables set")
+    def names_set(self, obj: McpUserCredential) -> str:
+        names = credential_row_names(obj)
+        if names is None:
+            return "(unreadable with the configured MCP_CREDENTIALS_KEYS)"
+        return ", ".join(names) or "—"
+
+    def delete_model(self, request: HttpRequest, obj: McpUserCredential) -> None:
+        credential_rows_delete(rows=[obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[McpUserCredential]) -> None:
+        credential_rows_delete(rows=queryset.select_related("server"))

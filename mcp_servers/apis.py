@@ -5,6 +5,8 @@ views are async (platform_site.async_views). Configuration is never written thro
 are configured by staff in admin, and no command line is ever accepted here. Why a server is down
 (``last_error``), its command line and URL are shown to staff only, with the server's secrets redacted.
 A server a user may not use does not exist for them here (404, absent from listings); staff see every one.
+The one thing users write here is their own values of a server's ``user_vars`` (``.../credentials``): stored
+encrypted, never read back by any endpoint.
 """
 
 from typing import Any
@@ -16,19 +18,30 @@ from rest_framework.response import Response
 
 from accounts.requests import AuthenticatedRequest
 from platform_site.async_views import AsyncApiView as APIView
+from platform_site.db import run_db
 from platform_site.exceptions import NotFound, ValidationFailed
 from platform_site.fields import StrictCharField
 from platform_site.schema import error_responses
 
+from .credentials import MAX_VALUE_CHARS, credential_delete, credential_set, required_user_vars, user_var_states
 from .results import ToolInfo
-from .selectors import ServerView, mcp_host_summary, mcp_request, mcp_server_view, mcp_server_views, mcp_tools
+from .selectors import (
+    ServerView,
+    mcp_host_summary,
+    mcp_request,
+    mcp_server_for_credentials,
+    mcp_server_view,
+    mcp_server_views,
+    mcp_tools,
+)
 from .services import mcp_host_reload, mcp_server_reconnect, mcp_tool_call
 
 
 class ServerStatusSerializer(serializers.Serializer):
     status = serializers.ChoiceField(
-        choices=["connecting", "connected", "error", "disabled", "per-user"],
-        help_text='"per-user": one connection per user, started on their first use (see the tools endpoints).',
+        choices=["connecting", "connected", "error", "disabled", "per-user", "needs-setup"],
+        help_text='"per-user": one connection per user, started on their first use (see the tools endpoints). '
+        '"needs-setup": you have not set the required user_vars yet (see the credentials endpoint).',
     )
     last_error = serializers.CharField(
         allow_null=True, help_text="Staff only (null for others); the server's secrets are redacted as ***."
@@ -74,6 +87,9 @@ class ServerOutputSerializer(serializers.Serializer):
     )
     env_keys = serializers.SerializerMethodField()
     header_names = serializers.SerializerMethodField()
+    user_vars = serializers.SerializerMethodField(
+        help_text="Names of the values each user sets for themselves (see the credentials endpoint)."
+    )
     command = serializers.SerializerMethodField(help_text="Staff only; secrets redacted as ***.")
     args = serializers.SerializerMethodField(help_text="Staff only; secrets redacted as ***.")
     url = serializers.SerializerMethodField(help_text="Staff only; password and query values redacted as ***.")
@@ -90,6 +106,9 @@ class ServerOutputSerializer(serializers.Serializer):
 
     def get_header_names(self, view: ServerView) -> list[str]:
         return sorted(view.server.headers)
+
+    def get_user_vars(self, view: ServerView) -> list[str]:
+        return sorted(view.server.user_vars or {})
 
     def get_command(self, view: ServerView) -> str | None:
         return view.redact(view.server.command) if self._staff() else None
@@ -161,7 +180,8 @@ class McpServerDetailApi(APIView):
 
 class McpServerToolsApi(APIView):
     @extend_schema(
-        responses={200: ToolOutputSerializer(many=True), **error_responses(503)}, operation_id="mcp_servers_tools_list"
+        responses={200: ToolOutputSerializer(many=True), **error_responses(400, 503)},
+        operation_id="mcp_servers_tools_list",
     )
     async def get(self, request: AuthenticatedRequest, name: str) -> Response:
         return Response(_tools_data(await mcp_tools(user=request.user, server=name)))
@@ -232,7 +252,8 @@ class McpResourceListApi(APIView):
             ref_name = "McpResources"
 
     @extend_schema(
-        responses={200: OutputSerializer, **error_responses(502, 503)}, operation_id="mcp_servers_resources_list"
+        responses={200: OutputSerializer, **error_responses(400, 502, 503)},
+        operation_id="mcp_servers_resources_list",
     )
     async def get(self, request: AuthenticatedRequest, name: str) -> Response:
         async def listing(client: Any) -> dict[str, Any]:
@@ -281,7 +302,8 @@ class McpPromptListApi(APIView):
             ref_name = "McpPrompts"
 
     @extend_schema(
-        responses={200: OutputSerializer, **error_responses(502, 503)}, operation_id="mcp_servers_prompts_list"
+        responses={200: OutputSerializer, **error_responses(400, 502, 503)},
+        operation_id="mcp_servers_prompts_list",
     )
     async def get(self, request: AuthenticatedRequest, name: str) -> Response:
         async def listing(client: Any) -> dict[str, Any]:
@@ -330,3 +352,100 @@ class McpPromptGetApi(APIView):
             return {"description": result.description, "messages": [_dump(m) for m in result.messages]}
 
         return Response(await mcp_request(user=request.user, server=name, what="prompts/get", call=get))
+
+
+class UserVarSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    title = serializers.CharField()
+    description = serializers.CharField()
+    secret = serializers.BooleanField(help_text="Show as a password field.")
+    # A declared field: the serializer metaclass takes it off the class, so Field.required stands.
+    required = serializers.BooleanField(  # type: ignore[assignment]
+        help_text="Until it is set, the server is not offered to your model."
+    )
+    set = serializers.BooleanField(help_text="Whether you have set it (its value is never returned).")
+
+    class Meta:
+        ref_name = "McpUserVar"
+
+
+class McpCredentialsApi(APIView):
+    """The caller's own values of a server's ``user_vars``: what is set (never a value), replace, clear.
+
+    404 for a server the caller may not use; 400 ``no_user_vars`` for one that declares none.
+    """
+
+    class InputSerializer(serializers.Serializer):
+        values = serializers.DictField(
+            child=StrictCharField(allow_blank=True, max_length=MAX_VALUE_CHARS),
+            help_text="Every value you set for this server: names not given (or blank) are unset. Only the "
+            'server\'s user_vars; no "${NAME}" reference in a value.',
+        )
+
+        class Meta:
+            ref_name = "McpCredentialsInput"
+
+    class OutputSerializer(serializers.Serializer):
+        server = serializers.CharField()
+        vars = UserVarSerializer(many=True)
+        missing = serializers.ListField(child=serializers.CharField(), help_text="Required variables not set.")
+
+        class Meta:
+            ref_name = "McpCredentials"
+
+    class SetOutputSerializer(serializers.Serializer):
+        server = serializers.CharField()
+        set = serializers.ListField(child=serializers.CharField(), help_text="The variables now set.")
+        missing = serializers.ListField(child=serializers.CharField(), help_text="Required variables not set.")
+
+        class Meta:
+            ref_name = "McpCredentialsSet"
+
+    @extend_schema(
+        responses={200: OutputSerializer, **error_responses(400)}, operation_id="mcp_servers_credentials_retrieve"
+    )
+    async def get(self, request: AuthenticatedRequest, name: str) -> Response:
+        user = request.user
+
+        def read() -> dict[str, Any]:
+            server = mcp_server_for_credentials(name=name, user=user)
+            states = user_var_states(server=server, user=user)
+            return {
+                "server": server.name,
+                "vars": states,
+                "missing": [state.name for state in states if state.required and not state.set],
+            }
+
+        return Response(self.OutputSerializer(await run_db(read)).data)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: SetOutputSerializer},
+        operation_id="mcp_servers_credentials_update",
+    )
+    async def put(self, request: AuthenticatedRequest, name: str) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        values = serializer.validated_data["values"]
+        user = request.user
+
+        def write() -> dict[str, Any]:
+            server = mcp_server_for_credentials(name=name, user=user)
+            names = credential_set(server=server, user=user, values=values)
+            return {
+                "server": server.name,
+                "set": names,
+                "missing": [var for var in required_user_vars(server) if var not in names],
+            }
+
+        return Response(self.SetOutputSerializer(await run_db(write)).data)
+
+    @extend_schema(responses={204: None, **error_responses(400)}, operation_id="mcp_servers_credentials_destroy")
+    async def delete(self, request: AuthenticatedRequest, name: str) -> Response:
+        user = request.user
+
+        def clear() -> None:
+            credential_delete(server=mcp_server_for_credentials(name=name, user=user), user=user)
+
+        await run_db(clear)
+        return Response(status=status.HTTP_204_NO_CONTENT)

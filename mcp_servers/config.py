@@ -5,8 +5,9 @@ host whether a saved row changed anything that needs a reconnect. ``${VAR}``
 references in env values, headers and the URL are expanded from the process
 environment at connect time, never stored expanded.
 
-A server whose args, env, headers, cwd or URL use ``{{user.id}}`` or ``{{user.username}}`` is
-*per-user*: the host runs one connection per (server, user), from the spec ``for_user`` returns.
+A server whose args, env, headers, cwd or URL use ``{{user.id}}`` or ``{{user.username}}``, or that
+declares ``user_vars`` (values each user sets for themselves, ``mcp_servers.credentials``), is *per-user*:
+the host runs one connection per (server, user), from the spec ``for_user`` returns.
 """
 
 import hashlib
@@ -22,6 +23,8 @@ from .models import McpServer
 
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 USER_PLACEHOLDER_RE = re.compile(r"\{\{user\.(id|username)\}\}")
+# Every "{{...}}" the host may fill in: the user's id and name, and the names of the server's user_vars.
+PLACEHOLDER_RE = re.compile(r"\{\{(user\.id|user\.username|[A-Za-z_][A-Za-z0-9_]*)\}\}")
 # Django's own username characters (\w is any script's letters and digits), minus what could climb out
 # of a directory or pass for an option: no "/" or "\\", and no "." or "-" first (".", "..", "-rf").
 SAFE_USERNAME_RE = re.compile(r"[\w@+][\w.@+-]*")
@@ -47,12 +50,19 @@ class ServerSpec:
     display_name: str = ""
     description: str = ""
     enabled: bool = True
+    # The variables each user sets for themselves (McpServer.user_vars): all names, the required and the secret.
+    user_vars: tuple[str, ...] = ()
+    required_vars: tuple[str, ...] = ()
+    secret_vars: tuple[str, ...] = ()
     # Per-user specs only: directories the host creates before starting the process (see for_user).
     make_dirs: tuple[str, ...] = ()
+    # Per-user specs only: the user's secret values, which redaction blanks wherever they show up.
+    secrets: tuple[str, ...] = ()
     fingerprint: str = field(default="", compare=False)
 
     @classmethod
     def from_row(cls, row: McpServer) -> "ServerSpec":
+        user_vars: dict[str, dict[str, Any]] = row.user_vars or {}
         spec = cls(
             name=row.name,
             transport=row.transport,
@@ -68,6 +78,9 @@ class ServerSpec:
             display_name=row.display_name,
             description=row.description,
             enabled=row.enabled,
+            user_vars=tuple(sorted(user_vars)),
+            required_vars=tuple(sorted(name for name, var in user_vars.items() if var.get("required", True))),
+            secret_vars=tuple(sorted(name for name, var in user_vars.items() if var.get("secret", False))),
         )
         return spec.with_fingerprint()
 
@@ -85,32 +98,55 @@ class ServerSpec:
 
     @property
     def per_user(self) -> bool:
-        """Whether a placeholder makes this a server with one connection per user."""
-        return self._uses("id", "username")
+        """Whether a placeholder or a user variable makes this a server with one connection per user."""
+        return bool(self.user_vars) or self._uses("id", "username")
 
     def for_user(self, user: "UserContext") -> "ServerSpec":
-        """This spec with the ``{{user.*}}`` placeholders filled in for ``user``; ConfigError if it cannot be.
+        """This spec with the placeholders filled in for ``user``; ConfigError if it cannot be.
+
+        ``{{user.id}}``, ``{{user.username}}`` and ``{{NAME}}`` for each of the server's ``user_vars``
+        (an optional one the user has not set: empty) are filled in in args, env values, headers, cwd
+        and URL; in the URL, values are percent-encoded. A stdio server also gets each of the user's
+        values in its environment under the variable's name, unless its env sets that name itself.
+        A required variable without a value is a ConfigError: the server needs setup by this user.
 
         The username must match SAFE_USERNAME_RE, since it may become a path segment or a whole argument.
-        In the URL, values are percent-encoded. For a stdio server the host creates (see ``user_dirs``)
-        the cwd when it holds a placeholder, and the per-user directory each path argument names.
+        For a stdio server the host creates (see ``user_dirs``) the cwd when it holds a ``{{user.*}}``
+        placeholder, and the per-user directory each path argument names.
         """
-        values = {"id": str(user.id), "username": user.username}
+        mine = {name: value for name, value in user.vars if name in self.user_vars and value}
+        missing = [name for name in self.required_vars if name not in mine]
+        if missing:
+            raise ConfigError(f"needs setup: the user has not set {', '.join(missing)}")
+        if any(VAR_RE.search(value) for value in mine.values()):
+            # It would be expanded from this process's environment at connect time.
+            raise ConfigError("a user variable's value holds a ${VAR} reference")
+        values = {"user.id": str(user.id), "user.username": user.username}
+        values |= {name: mine.get(name, "") for name in self.user_vars}
         if self._uses("username") and not SAFE_USERNAME_RE.fullmatch(user.username):
             raise ConfigError(f"the username {user.username!r} cannot be used for {{{{user.username}}}}")
 
-        def fill(text: str, *, encode: bool = False) -> str:
-            return USER_PLACEHOLDER_RE.sub(
-                lambda m: quote(values[m.group(1)], safe="") if encode else values[m.group(1)], text
-            )
+        def put(match: re.Match[str], encode: bool) -> str:
+            value = values.get(match.group(1))
+            if value is None:
+                return match.group(0)  # not a placeholder of this server: left as written
+            return quote(value, safe="") if encode else value
 
+        def fill(text: str, *, encode: bool = False) -> str:
+            return PLACEHOLDER_RE.sub(lambda match: put(match, encode), text)
+
+        env = tuple((key, fill(value)) for key, value in self.env)
+        if self.transport == "stdio":
+            configured = {key for key, _value in self.env}
+            env = tuple(sorted((*env, *((name, value) for name, value in mine.items() if name not in configured))))
         spec = replace(
             self,
             args=tuple(fill(arg) for arg in self.args),
-            env=tuple((key, fill(value)) for key, value in self.env),
+            env=env,
             cwd=fill(self.cwd),
             url=fill(self.url, encode=True),
             headers=tuple((key, fill(value)) for key, value in self.headers),
+            secrets=tuple(sorted(value for name, value in mine.items() if name in self.secret_vars)),
         )
         if self.transport == "stdio":
             spec = replace(spec, make_dirs=tuple(str(path) for path in user_dirs(self, fill)))
@@ -119,14 +155,16 @@ class ServerSpec:
 
 @dataclass(frozen=True)
 class UserContext:
-    """Whom a per-user connection runs for: the values of the ``{{user.*}}`` placeholders."""
+    """Whom a per-user connection runs for: the values of the ``{{user.*}}`` placeholders, and the user's
+    own values of one server's ``user_vars`` (decrypted; never logged: ``repr`` leaves them out)."""
 
     id: int
     username: str
+    vars: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @classmethod
-    def of(cls, user: Any) -> "UserContext":
-        return cls(id=user.pk, username=user.get_username())
+    def of(cls, user: Any, vars: dict[str, str] | None = None) -> "UserContext":
+        return cls(id=user.pk, username=user.get_username(), vars=tuple(sorted((vars or {}).items())))
 
 
 def user_dirs(template: ServerSpec, fill: Any) -> list[Path]:

@@ -5,7 +5,10 @@ time); the model's ``full_clean()`` in the import service does the rest. An expo
 header values (``********``) unless asked for them; importing a masked value keeps the stored one.
 
 Beside the Claude Desktop / VS Code keys, an entry may hold ``"access": {"users": [...], "groups": [...]}``
-(present: the server is restricted to those usernames and group names) and ``"denied_tools": [...]``.
+(present: the server is restricted to those usernames and group names), ``"denied_tools": [...]``,
+``"approval": {"default"?: policy, "tools"?: {tool: policy}}`` and ``"user_vars": {NAME: {...}}``. A key
+a format does not define is an error; the client-side keys of VS Code's entries (``envFile``, ``dev``,
+``gallery``, ``version``) are accepted and reported as ignored.
 """
 
 import math
@@ -19,7 +22,7 @@ from platform_site.exceptions import ValidationFailed
 
 from .models import McpServer, Transport
 from .redaction import mask_values
-from .validators import validate_server_name
+from .validators import POLICIES, USER_VAR_KEYS, USER_VAR_NAME_RE, validate_server_name
 
 NAME_MAX_LENGTH = 40
 DEFAULT_TIMEOUT_SECONDS = 30
@@ -50,6 +53,16 @@ class ServerAccess:
 
 
 ACCESS_KEYS = ("users", "groups")
+APPROVAL_KEYS = ("default", "tools")
+
+# The keys this platform reads in an entry of each format.
+CONNECTION_KEYS = frozenset({"command", "args", "env", "cwd", "url", "headers"})
+PLATFORM_KEYS = frozenset({"display_name", "description", "timeout", "denied_tools", "access", "approval", "user_vars"})
+DESKTOP_KEYS = CONNECTION_KEYS | PLATFORM_KEYS | {"type", "disabled"}
+SEED_KEYS = PLATFORM_KEYS | {"transport_type", "config", "enabled", "is_active"}
+# Keys VS Code's mcp.json defines that only mean something on the client: a local env file, its
+# development mode (watch, debug), and where a server was installed from. Accepted and reported.
+CLIENT_ONLY_KEYS = frozenset({"envFile", "dev", "gallery", "version"})
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,11 @@ class ParsedServer:
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     denied_tools: list[str] = field(default_factory=list)
     access: ServerAccess | None = None  # None: open to everyone
+    approval_default: str = ""  # blank: no server default (allow)
+    tool_policies: dict[str, str] = field(default_factory=dict)
+    user_vars: dict[str, dict[str, object]] = field(default_factory=dict)
+    # Client-only keys of the entry that were accepted and not used (CLIENT_ONLY_KEYS).
+    ignored_keys: tuple[str, ...] = ()
     # The key in the file when it had to be changed into a valid server name.
     original_name: str = ""
 
@@ -159,6 +177,73 @@ def _access(entry: dict, *, where: str) -> ServerAccess | None:
     return ServerAccess(users=tuple(dict.fromkeys(users)), groups=tuple(dict.fromkeys(groups)))
 
 
+def _check_keys(
+    entry: dict, known: frozenset[str], *, client_only: frozenset[str] = frozenset(), where: str
+) -> tuple[str, ...]:
+    """The entry's ``client_only`` keys, to be ignored; any other key the format does not define is an error."""
+    unknown = sorted(key for key in entry if key not in known and key not in client_only)
+    if unknown:
+        raise ConfigFileError(f"{where}: unknown key(s): {', '.join(unknown)} (known: {', '.join(sorted(known))}).")
+    return tuple(sorted(key for key in entry if key in client_only))
+
+
+def _policy(value: object, *, where: str) -> str:
+    if not isinstance(value, str) or value not in POLICIES:
+        raise ConfigFileError(f"{where}: policy {value!r} is not one of {', '.join(POLICIES)}.")
+    return value
+
+
+def _approval(entry: dict, *, where: str) -> tuple[str, dict[str, str]]:
+    """The server's default policy (blank: none) and its per-tool policies."""
+    value = entry.get("approval")
+    if value is None:
+        return "", {}
+    if not isinstance(value, dict):
+        raise ConfigFileError(f"{where}: 'approval' must be an object with 'default' and 'tools'.")
+    unknown = sorted(set(value) - set(APPROVAL_KEYS))
+    if unknown:
+        raise ConfigFileError(f"{where}: unknown key(s) in 'approval': {', '.join(unknown)} (use 'default', 'tools').")
+    default = value.get("default")
+    default = "" if default in (None, "") else _policy(default, where=f"{where} approval 'default'")
+    tools = value.get("tools")
+    if tools is None:
+        return default, {}
+    if not isinstance(tools, dict):
+        raise ConfigFileError(f"{where}: approval 'tools' must be an object mapping tool names to a policy.")
+    if "" in tools:
+        raise ConfigFileError(f"{where}: approval 'tools' has an empty tool name.")
+    return default, {tool: _policy(policy, where=f"{where} approval tool {tool!r}") for tool, policy in tools.items()}
+
+
+def _user_vars(entry: dict, *, where: str) -> dict[str, dict[str, object]]:
+    value = entry.get("user_vars")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigFileError(f"{where}: 'user_vars' must be an object mapping variable names to their description.")
+    parsed: dict[str, dict[str, object]] = {}
+    for name, spec in value.items():
+        if not USER_VAR_NAME_RE.match(name):
+            raise ConfigFileError(
+                f"{where}: user_vars {name!r} is not a variable name (letters, digits and _, not a digit first)."
+            )
+        if not isinstance(spec, dict):
+            raise ConfigFileError(f"{where}: user_vars {name!r} must be an object.")
+        unknown = sorted(set(spec) - set(USER_VAR_KEYS))
+        if unknown:
+            raise ConfigFileError(
+                f"{where}: unknown key(s) in user_vars {name!r}: {', '.join(unknown)} "
+                f"(use {', '.join(repr(key) for key in USER_VAR_KEYS)})."
+            )
+        for key, kind in USER_VAR_KEYS.items():
+            if key in spec and type(spec[key]) is not kind:
+                raise ConfigFileError(
+                    f"{where}: user_vars {name!r} {key!r} must be {'true or false' if kind is bool else 'a string'}."
+                )
+        parsed[name] = dict(spec)
+    return parsed
+
+
 def _transport(value: object, *, command: str, url: str, where: str) -> str:
     if value is None:
         if command and url:
@@ -179,9 +264,16 @@ def _transport(value: object, *, command: str, url: str, where: str) -> str:
 
 
 def _parse_entry(
-    *, name: str, connection: dict, meta: dict, transport_value: object, enabled: bool, where: str
+    *,
+    name: str,
+    connection: dict,
+    meta: dict,
+    transport_value: object,
+    enabled: bool,
+    ignored_keys: tuple[str, ...],
+    where: str,
 ) -> ParsedServer:
-    """``connection`` holds command/args/env/cwd/url/headers; ``meta`` holds display_name/description/timeout."""
+    """``connection`` holds command/args/env/cwd/url/headers; ``meta`` the platform's keys (PLATFORM_KEYS)."""
     command = _string(connection, "command", where=where)
     args = _string_list(connection, "args", where=where)
     env = _string_map(connection, "env", where=where)
@@ -197,6 +289,7 @@ def _parse_entry(
     parsed_name = name if _is_valid_name(name) else sanitize_server_name(name)
     if not parsed_name:
         raise ConfigFileError(f"{where}: the name cannot be turned into a valid server name.")
+    approval_default, tool_policies = _approval(meta, where=where)
     return ParsedServer(
         name=parsed_name,
         transport=transport,
@@ -206,6 +299,10 @@ def _parse_entry(
         timeout_seconds=_timeout(meta, where=where),
         denied_tools=_string_list(meta, "denied_tools", where=where),
         access=_access(meta, where=where),
+        approval_default=approval_default,
+        tool_policies=tool_policies,
+        user_vars=_user_vars(meta, where=where),
+        ignored_keys=ignored_keys,
         command=command,
         args=args,
         env=env,
@@ -217,9 +314,11 @@ def _parse_entry(
 
 
 def _parse_seed_entry(name: str, entry: dict, *, where: str) -> ParsedServer:
+    _check_keys(entry, SEED_KEYS, where=where)
     config = entry.get("config", {})
     if not isinstance(config, dict):
         raise ConfigFileError(f"{where}: 'config' must be an object.")
+    _check_keys(config, CONNECTION_KEYS, where=f"{where} config")
     enabled = _bool(entry, "enabled", where=where)
     if enabled is None:
         enabled = _bool(entry, "is_active", where=where)
@@ -229,11 +328,13 @@ def _parse_seed_entry(name: str, entry: dict, *, where: str) -> ParsedServer:
         meta=entry,
         transport_value=entry.get("transport_type"),
         enabled=True if enabled is None else enabled,
+        ignored_keys=(),
         where=where,
     )
 
 
 def _parse_desktop_entry(name: str, entry: dict, *, where: str) -> ParsedServer:
+    ignored = _check_keys(entry, DESKTOP_KEYS, client_only=CLIENT_ONLY_KEYS, where=where)
     disabled = _bool(entry, "disabled", where=where)
     return _parse_entry(
         name=name,
@@ -241,6 +342,7 @@ def _parse_desktop_entry(name: str, entry: dict, *, where: str) -> ParsedServer:
         meta=entry,
         transport_value=entry.get("type"),
         enabled=not disabled,
+        ignored_keys=ignored,
         where=where,
     )
 
@@ -279,9 +381,10 @@ def mcp_config_parse(data: object) -> list[ParsedServer]:
 
 
 def mcp_config_export(servers: Iterable[McpServer], *, include_secrets: bool = False) -> dict:
-    """The servers in the Claude Desktop format. Display name, description, timeout, denied tools and
-    access are written (as the seed format names the first three) only when set, so the file re-imports
-    unchanged. Pass rows with ``allowed_users`` and ``allowed_groups`` prefetched.
+    """The servers in the Claude Desktop format. Display name, description, timeout, denied tools,
+    access, approval and user variables are written (as the seed format names the first three) only
+    when set, so the file re-imports unchanged. Pass rows with ``allowed_users`` and ``allowed_groups``
+    prefetched.
 
     Env and header values are masked unless ``include_secrets``: a file that leaves the machine then
     holds no credentials, and importing it back keeps the stored values."""
@@ -317,5 +420,14 @@ def mcp_config_export(servers: Iterable[McpServer], *, include_secrets: bool = F
                 "users": sorted(user.get_username() for user in server.allowed_users.all()),
                 "groups": sorted(group.name for group in server.allowed_groups.all()),
             }
+        approval: dict[str, object] = {}
+        if server.approval_default:
+            approval["default"] = server.approval_default
+        if server.tool_policies:
+            approval["tools"] = dict(server.tool_policies)
+        if approval:
+            entry["approval"] = approval
+        if server.user_vars:
+            entry["user_vars"] = {name: dict(spec) for name, spec in server.user_vars.items()}
         entries[server.name] = entry
     return {"mcpServers": entries}

@@ -1,9 +1,11 @@
 """The MCP host: one per process, one connection per enabled McpServer row, tools aggregated and routed.
 
-A per-user server (one whose configuration uses ``{{user.id}}`` or ``{{user.username}}``) gets one
-connection per (server, user) instead, started on that user's first use, closed after
-MCP_USER_CONNECTION_IDLE_SECONDS unused, and at most MCP_USER_CONNECTIONS_MAX of them per process
-(the least recently used one not busy with a call is closed first).
+A per-user server (one whose configuration uses ``{{user.id}}`` or ``{{user.username}}``, or that
+declares ``user_vars``) gets one connection per (server, user) instead, started on that user's first use,
+closed after MCP_USER_CONNECTION_IDLE_SECONDS unused, and at most MCP_USER_CONNECTIONS_MAX of them per
+process (the least recently used one not busy with a call is closed first). A server with ``user_vars``
+reads the user's values from the database on each use: when they changed (in any worker), the user's
+connection is started again with the new ones.
 
 The host owns a dedicated event-loop thread. Every connection lives on that
 loop, so async code (the chat engine, consumers, async views), sync code
@@ -30,6 +32,7 @@ from platform_site.db import run_db
 
 from .config import ConfigError, ServerSpec, UserContext
 from .connection import ServerConnection, ServerUnavailable, describe, open_transport
+from .credentials import credential_values_for
 from .models import McpServer
 from .naming import namespace_tools
 from .redaction import redactor_for
@@ -52,7 +55,7 @@ class UnknownTool(LookupError):
 class _UserConnection:
     """A per-user server's connection for one user, with what the LRU cap and the idle timeout need."""
 
-    connection: ServerConnection
+    connection: ServerConnection  # its spec's fingerprint covers the user's values that went in
     template_fingerprint: str  # of the server's spec before the user's values went in
     last_used: float = field(default_factory=time.monotonic)
     calls_in_flight: int = 0
@@ -234,6 +237,20 @@ class McpHost:
 
         await self._run(reconnect())
 
+    async def aclose_user_connection(self, name: str, user_id: int) -> None:
+        """Close ``user_id``'s connection to the per-user server ``name`` in this process, if there is one."""
+
+        async def close() -> None:
+            user_connection = self.user_connections.pop((name, user_id), None)
+            if user_connection is not None:
+                self._stop_later(user_connection.connection)
+
+        await self._run(close())
+
+    def request_close_user_connection(self, name: str, user_id: int) -> None:
+        """Schedule ``aclose_user_connection`` without waiting for it (safe from any thread)."""
+        asyncio.run_coroutine_threadsafe(self.aclose_user_connection(name, user_id), self._loop)
+
     async def await_ready(self, seconds: float | None = None) -> None:
         """Wait (bounded) until no server is still making its first connection."""
 
@@ -279,7 +296,7 @@ class McpHost:
             if name not in self.per_user:
                 return self._connection(name).snapshot()
             try:
-                user_connection = self._user_connection(name, UserContext.of(user))
+                user_connection = self._user_connection(name, (await self._contexts(user, [name]))[name])
             except ConfigError as exc:
                 return ServerStatus(name=name, status="error", last_error=f"configuration: {exc}")
             await user_connection.connection.wait_connected(settings.MCP_READY_WAIT)
@@ -299,17 +316,17 @@ class McpHost:
             chosen = self._catalog if servers is None else {n: t for n, t in self._catalog.items() if n in servers}
             if user is None:
                 return [tool for name in sorted(chosen) for tool in chosen[name]]
-            context = UserContext.of(user)
+            wanted = [name for name in sorted(self.per_user) if servers is None or name in servers]
+            contexts = await self._contexts(user, wanted)
             started = []
-            for name in sorted(self.per_user):
-                if servers is None or name in servers:
-                    try:
-                        started.append(self._user_connection(name, context))
-                    except ConfigError as exc:
-                        logger.warning("MCP server %s cannot run for user %s: %s", name, context.id, exc)
+            for name, context in contexts.items():
+                try:
+                    started.append(self._user_connection(name, context))
+                except ConfigError as exc:
+                    logger.warning("MCP server %s cannot run for user %s: %s", name, context.id, exc)
             waiting = [c.connection.wait_connected(settings.MCP_READY_WAIT) for c in started]
             await asyncio.gather(*waiting)
-            names = self._user_names(context.id)
+            names = self._user_names(user.pk)
             per_user = {
                 c.connection.spec.name: [
                     ToolInfo.from_mcp(c.connection.spec.name, names[(c.connection.spec.name, tool.name)], tool)
@@ -322,13 +339,38 @@ class McpHost:
 
         return await self._run(tools())
 
+    async def _contexts(self, user: Any, names: list[str]) -> dict[str, UserContext]:
+        """For each per-user server in ``names``: ``user`` with their own values of its user_vars (one query)."""
+        context = UserContext.of(user)
+        with_vars = [name for name in names if name in self.per_user and self.per_user[name].user_vars]
+        if not with_vars:
+            return dict.fromkeys(names, context)
+        values = await run_db(credential_values_for, user_id=context.id, server_names=with_vars)
+        return {name: UserContext.of(user, values.get(name)) if name in with_vars else context for name in names}
+
     def _user_connection(self, name: str, user: UserContext) -> _UserConnection:
-        """``user``'s connection to the per-user server ``name``, started if need be; marked as just used."""
+        """``user``'s connection to the per-user server ``name``, started if need be; marked as just used.
+
+        A connection started with other values (the user changed theirs, or their name) is replaced; one
+        the user can no longer have (a required value cleared) is closed.
+        """
         key = (name, user.id)
-        user_connection = self.user_connections.get(key)
-        if user_connection is None:
-            template = self.per_user[name]
+        template = self.per_user.get(name)
+        if template is None:  # removed while the user's values were read
+            raise ConfigError(f"MCP server {name!r} is no longer configured as a per-user server")
+        try:
             spec = template.for_user(user)  # ConfigError before anything is started
+        except ConfigError:
+            # E.g. the user cleared a required value: a connection still running with the old ones goes.
+            stale = self.user_connections.pop(key, None)
+            if stale is not None:
+                self._stop_later(stale.connection)
+            raise
+        user_connection = self.user_connections.get(key)
+        if user_connection is not None and user_connection.connection.spec.fingerprint != spec.fingerprint:
+            self._stop_later(self.user_connections.pop(key).connection)
+            user_connection = None
+        if user_connection is None:
             self._close_least_recently_used(keep=settings.MCP_USER_CONNECTIONS_MAX - 1)
             user_connection = _UserConnection(self._connect(spec, shared=False), template.fingerprint)
             self.user_connections[key] = user_connection
@@ -398,7 +440,7 @@ class McpHost:
                 server = next((name for name in self.per_user if namespaced_name.startswith(f"{name}__")), "")
                 if user is None or not server:
                     return ToolResult.error("", namespaced_name, f"Unknown tool {namespaced_name!r}")
-                context = UserContext.of(user)
+                context = (await self._contexts(user, [server]))[server]
 
                 def offered(_connection: ServerConnection) -> str | None:
                     names = self._user_names(context.id)
@@ -456,7 +498,8 @@ class McpHost:
                         raise UnknownTool(tool)
                     return tool
 
-                return await self._call_for_user(server, UserContext.of(user), arguments, asked=tool, pick=known)
+                context = (await self._contexts(user, [server]))[server]
+                return await self._call_for_user(server, context, arguments, asked=tool, pick=known)
             connection = self._connection(server)
             if connection.status == "connected" and not any(t.name == tool for t in connection.tools):
                 raise UnknownTool(tool)
@@ -488,7 +531,7 @@ class McpHost:
             if user is None:
                 raise ServerUnavailable(server, "per-user", f"MCP server {server!r} runs per user")
             try:
-                user_connection = self._user_connection(server, UserContext.of(user))
+                user_connection = self._user_connection(server, (await self._contexts(user, [server]))[server])
             except ConfigError as exc:
                 raise ServerUnavailable(server, "error", reason=f"configuration: {exc}") from exc
             user_connection.calls_in_flight += 1

@@ -2,8 +2,10 @@
 
 Which values are secret cannot be told from their names, so every env and header value counts
 (as configured and with its ``${VAR}`` references expanded), plus the password and query values
-of the URL. Values shorter than ``MIN_SECRET_LENGTH`` are left alone: blanking every "1" or "on"
-would garble text without protecting anything.
+of the URL, plus a user's values of the server's secret ``user_vars`` in that user's connection
+(``ServerSpec.secrets``; the others are blanked too wherever they go into env or headers). Values
+shorter than ``MIN_SECRET_LENGTH`` are left alone: blanking every "1" or "on" would garble text
+without protecting anything.
 """
 
 import os
@@ -37,6 +39,7 @@ def server_secrets(spec: ServerSpec) -> set[str]:
         url = urlsplit(_expand_known(spec.url))
         values.extend(filter(None, [url.password]))
         values.extend(value for _name, value in parse_qsl(url.query))
+    values.extend(spec.secrets)
     return {value.strip() for value in values if len(value.strip()) >= MIN_SECRET_LENGTH}
 
 

@@ -13,7 +13,8 @@ from mcp import types as mcp_types
 from pydantic import BaseModel, ConfigDict, Field
 
 # "per-user": a server with one connection per user, which has no one state for the whole process.
-Status = Literal["connecting", "connected", "error", "disabled", "per-user"]
+# "needs-setup": shown to a user who has not set the server's required user_vars (never the host's own state).
+Status = Literal["connecting", "connected", "error", "disabled", "per-user", "needs-setup"]
 
 
 class ToolInfo(BaseModel):

@@ -9,6 +9,9 @@ Access rules (which servers a user may use) are read on every turn, yet change
 only in admin or by an import: each process keeps them for
 ``CONFIG_CACHE_SECONDS``, and every config-change broadcast clears them in every
 process at once (``broadcast``).
+
+A server declaring required ``user_vars`` "needs setup" for a user until they set them: it shows as
+``needs-setup`` to them, and its tools are not offered to them (``mcp_user_vars_missing``).
 """
 
 import time
@@ -26,6 +29,7 @@ from platform_site.exceptions import NotFound, ServiceUnavailable, UpstreamError
 
 from .config import ServerSpec
 from .connection import ServerUnavailable
+from .credentials import credential_names_for
 from .host import UnknownServer, UnknownTool, get_host
 from .models import McpServer
 from .redaction import Redactor, redactor_for
@@ -68,6 +72,8 @@ class _AccessRules:
     open: frozenset[str]  # the servers everyone may use
     # A restricted server's name -> the ids of the users and of the groups that may use it.
     restricted: dict[str, tuple[frozenset[int], frozenset[int]]]
+    # A server's name -> its default approval policy (blank: none) and its per-tool policies.
+    policies: dict[str, tuple[str, dict[str, str]]]
     usable: dict[int, frozenset[str]] = field(default_factory=dict)  # by user id, filled as asked
 
 
@@ -88,10 +94,11 @@ def _access_rules() -> _AccessRules:
     if rules is not None and now - rules.loaded_at <= settings.CONFIG_CACHE_SECONDS:
         return rules
     generation = _access_generation
-    servers = {
-        pk: (name, restricted)
-        for pk, name, restricted in McpServer.objects.values_list("pk", "name", "access_restricted")
-    }
+    rows = McpServer.objects.values_list("pk", "name", "access_restricted", "approval_default", "tool_policies")
+    servers, policies = {}, {}
+    for pk, name, restricted, default, tool_policies in rows:
+        servers[pk] = (name, restricted)
+        policies[name] = (default, dict(tool_policies or {}))
     users: defaultdict[str, set[int]] = defaultdict(set)
     groups: defaultdict[str, set[int]] = defaultdict(set)
     restricted_ids = [pk for pk, (_name, restricted) in servers.items() if restricted]
@@ -110,6 +117,7 @@ def _access_rules() -> _AccessRules:
             for name, restricted in servers.values()
             if restricted
         },
+        policies=policies,
     )
     if generation == _access_generation:  # not cleared while loading: what was read is not older than the change
         _access = rules
@@ -142,6 +150,15 @@ def mcp_servers_usable_by(*, user: User) -> frozenset[str]:
     return usable
 
 
+def mcp_tool_policies(*, names: list[str]) -> dict[str, tuple[str, dict[str, str]]]:
+    """Each named server's approval settings: its default policy (blank: none) and its per-tool policies.
+
+    Cached with the access rules (see the module's docstring); apply them with ``policies.effective_policy``.
+    """
+    policies = _access_rules().policies
+    return {name: policies.get(name, ("", {})) for name in names}
+
+
 def mcp_servers_resolve(*, names: list[str], user: User | None = None) -> list[McpServer]:
     """The rows for ``names``, or ValidationFailed ``unknown_mcp_server`` naming those that do not exist.
 
@@ -157,18 +174,99 @@ def mcp_servers_resolve(*, names: list[str], user: User | None = None) -> list[M
     return servers
 
 
+# --- servers that need a user's own values first ----------------------------------------------
+
+
+@dataclass
+class _SetupRules:
+    loaded_at: float
+    generation: int
+    required: dict[str, frozenset[str]]  # a server's name -> its required user_vars (only servers with some)
+
+
+_setup: _SetupRules | None = None
+
+
+def _required_user_vars() -> dict[str, frozenset[str]]:
+    """Kept like the access rules, and forgotten with them (``mcp_access_cache_clear``)."""
+    global _setup
+    rules, now = _setup, time.monotonic()
+    if (
+        rules is not None
+        and rules.generation == _access_generation
+        and now - rules.loaded_at <= settings.CONFIG_CACHE_SECONDS
+    ):
+        return rules.required
+    generation = _access_generation
+    required = {}
+    for name, user_vars in McpServer.objects.values_list("name", "user_vars"):
+        names = frozenset(var for var, spec in (user_vars or {}).items() if spec.get("required", True))
+        if names:
+            required[name] = names
+    if generation == _access_generation:
+        _setup = _SetupRules(loaded_at=now, generation=generation, required=required)
+    return required
+
+
+def mcp_user_vars_missing(*, user: User) -> dict[str, list[str]]:
+    """The servers that need setup by ``user``, each with the required user_vars they have not set.
+
+    No query while no server declares a required variable; else one (for ``user``'s rows of those servers).
+    """
+    required = _required_user_vars()
+    if not required:
+        return {}
+    have = credential_names_for(user_id=user.pk, server_names=list(required))
+    missing = {name: sorted(names - have.get(name, frozenset())) for name, names in required.items()}
+    return {name: names for name, names in sorted(missing.items()) if names}
+
+
+def mcp_servers_needing_setup(*, user: User) -> frozenset[str]:
+    """The servers ``user`` must set values for before their tools are offered to them (see above)."""
+    return frozenset(mcp_user_vars_missing(user=user))
+
+
+def mcp_needs_setup_error(*, missing: dict[str, list[str]]) -> ValidationFailed:
+    """400 ``mcp_server_needs_setup``: ``missing`` maps each server to the variables the user has not set."""
+    what = "; ".join(f"{name}: {', '.join(names)}" for name, names in sorted(missing.items()))
+    return ValidationFailed(
+        f"MCP server(s) need your setup first (PUT /api/mcp/servers/{{name}}/credentials): {what}.",
+        code="mcp_server_needs_setup",
+        details={"missing": missing},
+    )
+
+
+def mcp_server_for_credentials(*, name: str, user: User) -> McpServer:
+    """The server ``user`` sets their own values for: NotFound unless they may use it (staff too, since their
+    own turns follow the same rules), ValidationFailed ``no_user_vars`` if it declares none."""
+    row = McpServer.objects.filter(name=name).first()
+    if row is None or row.name not in mcp_servers_usable_by(user=user):
+        raise NotFound(f"Unknown MCP server {name!r}.", code="unknown_mcp_server")
+    if not row.user_vars:
+        raise ValidationFailed(f"MCP server {name!r} has no user variables to set.", code="no_user_vars")
+    return row
+
+
+def _seen_by(name: str, status: ServerStatus, needing: frozenset[str]) -> ServerStatus:
+    # The host knows a per-user server only as "per-user"; to a user who has not set it up, it needs setup.
+    if status.status == "per-user" and name in needing:
+        return ServerStatus(name=name, status="needs-setup")
+    return status
+
+
 async def mcp_server_views(*, user: User) -> list[ServerView]:
     """Every server for staff (each marked usable or not for them); for others only those they may use."""
 
-    def read() -> tuple[dict[str, McpServer], frozenset[str]]:
-        return {row.name: row for row in McpServer.objects.all()}, mcp_servers_usable_by(user=user)
+    def read() -> tuple[dict[str, McpServer], frozenset[str], frozenset[str]]:
+        rows = {row.name: row for row in McpServer.objects.all()}
+        return rows, mcp_servers_usable_by(user=user), mcp_servers_needing_setup(user=user)
 
-    rows, usable = await run_db(read)
+    rows, usable, needing = await run_db(read)
     statuses = {status.name: status for status in await get_host().astatuses()}
     return [
         ServerView(
             server=row,
-            status=statuses.get(name) or ServerStatus(name=name, status="connecting"),
+            status=_seen_by(name, statuses.get(name) or ServerStatus(name=name, status="connecting"), needing),
             usable=name in usable,
         )
         for name, row in sorted(rows.items())
@@ -179,41 +277,64 @@ async def mcp_server_views(*, user: User) -> list[ServerView]:
 async def mcp_server_view(*, name: str, user: User | None = None) -> ServerView:
     """One server; NotFound if there is none, or (with ``user``, not staff) if they may not use it."""
 
-    def read() -> tuple[McpServer | None, bool]:
+    def read() -> tuple[McpServer | None, bool, frozenset[str]]:
         row = McpServer.objects.filter(name=name).first()
-        return row, user is None or (row is not None and row.name in mcp_servers_usable_by(user=user))
+        if user is None:
+            return row, True, frozenset()
+        usable = row is not None and row.name in mcp_servers_usable_by(user=user)
+        return row, usable, mcp_servers_needing_setup(user=user) if row is not None and row.user_vars else frozenset()
 
-    row, usable = await run_db(read)
+    row, usable, needing = await run_db(read)
     if row is None or not (usable or (user is not None and user.is_staff)):
         raise NotFound(f"Unknown MCP server {name!r}.", code="unknown_mcp_server")
     statuses = {status.name: status for status in await get_host().astatuses()}
-    return ServerView(
-        server=row, status=statuses.get(name) or ServerStatus(name=name, status="connecting"), usable=usable
-    )
+    status = statuses.get(name) or ServerStatus(name=name, status="connecting")
+    return ServerView(server=row, status=_seen_by(name, status, needing), usable=usable)
 
 
 async def mcp_host_summary(*, user: User) -> dict[str, Any]:
     """Counts of servers by state and of their tools: for staff all servers, for others those they may use."""
     statuses = await get_host().astatuses()
+
+    def read() -> tuple[frozenset[str], frozenset[str]]:
+        return mcp_servers_usable_by(user=user), mcp_servers_needing_setup(user=user)
+
+    usable, needing = await run_db(read)
     if not user.is_staff:
-        usable = await run_db(mcp_servers_usable_by, user=user)
         statuses = [status for status in statuses if status.name in usable]
-    counts = dict.fromkeys(("connected", "connecting", "error", "disabled", "per-user"), 0)
+    statuses = [_seen_by(status.name, status, needing) for status in statuses]
+    counts = dict.fromkeys(("connected", "connecting", "error", "disabled", "per-user", "needs-setup"), 0)
     for status in statuses:
         counts[status.status] += 1
     return {"servers": counts, "total_servers": len(statuses), "total_tools": sum(s.tool_count for s in statuses)}
 
 
 async def mcp_tools(*, user: User, server: str | None = None) -> list[ToolInfo]:
-    """The tools offered to models: for staff all of them, for others those of the servers they may use."""
+    """The tools offered to models: for staff all of them, for others those of the servers they may use.
+
+    Never those of a server that needs the caller's setup (a 400 ``mcp_server_needs_setup`` when asked by name).
+    """
     host = get_host()
     if server is None:
         await host.await_ready()
+
+        def read() -> tuple[frozenset[str] | None, frozenset[str]]:
+            rules = _access_rules()
+            every = None if user.is_staff else mcp_servers_usable_by(user=user)
+            needing = mcp_servers_needing_setup(user=user)
+            if every is None and needing:
+                every = rules.open | frozenset(rules.restricted)
+            return every, needing
+
+        chosen, needing = await run_db(read)
         # Per-user servers' tools are the caller's own: listing them starts the caller's connections.
-        if user.is_staff:
+        if chosen is None:
             return await host.atools(user=user)
-        return await host.atools(sorted(await run_db(mcp_servers_usable_by, user=user)), user=user)
+        return await host.atools(sorted(chosen - needing), user=user)
     view = await mcp_server_view(name=server, user=user)
+    if view.status.status == "needs-setup":
+        missing = await run_db(mcp_user_vars_missing, user=user)
+        raise mcp_needs_setup_error(missing={server: missing.get(server, [])})
     if view.status.status == "per-user":
         view = ServerView(server=view.server, status=await host.auser_status(server, user), usable=view.usable)
     elif view.status.status == "connecting":
@@ -246,6 +367,9 @@ async def _arequest(server: str, what: str, call: Any, user: User) -> Any:
 async def mcp_request(*, user: User, server: str, what: str, call: Any) -> Any:
     """A resources/prompts request to one server, with host errors mapped to API errors."""
     view = await mcp_server_view(name=server, user=user)
+    if view.status.status == "needs-setup":
+        missing = await run_db(mcp_user_vars_missing, user=user)
+        raise mcp_needs_setup_error(missing={server: missing.get(server, [])})
     try:
         return await _arequest(server, what, call, user)
     except UnknownServer as exc:
@@ -270,11 +394,15 @@ __all__ = [
     "UnknownTool",
     "mcp_access_cache_clear",
     "mcp_host_summary",
+    "mcp_needs_setup_error",
     "mcp_request",
+    "mcp_server_for_credentials",
     "mcp_server_view",
     "mcp_server_views",
+    "mcp_servers_needing_setup",
     "mcp_servers_resolve",
     "mcp_servers_usable_by",
     "mcp_tools",
     "mcp_unavailable_error",
+    "mcp_user_vars_missing",
 ]

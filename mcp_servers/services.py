@@ -138,6 +138,9 @@ IMPORTED_FIELDS = (
     "timeout_seconds",
     "denied_tools",
     "access_restricted",
+    "approval_default",
+    "tool_policies",
+    "user_vars",
 )
 
 

@@ -10,6 +10,7 @@ urlpatterns = [
     path("mcp/servers/<str:name>", apis.McpServerDetailApi.as_view(), name="mcp-server"),
     path("mcp/servers/<str:name>/tools", apis.McpServerToolsApi.as_view(), name="mcp-server-tools"),
     path("mcp/servers/<str:name>/tools/<str:tool>/call", apis.McpToolCallApi.as_view(), name="mcp-tool-call"),
+    path("mcp/servers/<str:name>/credentials", apis.McpCredentialsApi.as_view(), name="mcp-server-credentials"),
     path("mcp/servers/<str:name>/reconnect", apis.McpServerReconnectApi.as_view(), name="mcp-server-reconnect"),
     path("mcp/servers/<str:name>/resources", apis.McpResourceListApi.as_view(), name="mcp-server-resources"),
     path("mcp/servers/<str:name>/resources/read", apis.McpResourceReadApi.as_view(), name="mcp-resource-read"),

@@ -17,8 +17,11 @@ EVENT_STREAM = "text/event-stream"
 
 # A string without NUL characters: DRF's CharField refuses them (and PostgreSQL cannot store them).
 NO_NUL_PATTERN = r"^[^\x00]*$"
+# Whitespace as Python's str.strip() (DRF's trimming) sees it, spelled out: a regex's \s differs (ECMA's
+# leaves out \x1c-\x1f and \x85, and counts \ufeff in).
+PY_WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 # The same, with at least one character that is not whitespace: what a trimmed, non-blank field accepts.
-NOT_BLANK_PATTERN = r"^[^\x00]*[^\x00\s][^\x00]*$"
+NOT_BLANK_PATTERN = rf"^[^\x00]*[^\x00{PY_WHITESPACE}][^\x00]*$"
 
 
 class ErrorInfoSerializer(serializers.Serializer):

@@ -318,6 +318,11 @@ if CHAT_WS_MAX_FRAME_BYTES >= WS_MAX_MESSAGE_BYTES:
     raise ImproperlyConfigured("CHAT_WS_MAX_FRAME_BYTES must be below WS_MAX_MESSAGE_BYTES")
 # A running turn holds its chat for this long, renewed while it runs: a worker that dies frees it after this.
 CHAT_TURN_LEASE_SECONDS = env_float("CHAT_TURN_LEASE_SECONDS", 60)
+# How long a tool call whose policy is "ask" waits for a person's decision before it is refused as expired.
+TOOL_APPROVAL_TIMEOUT_SECONDS = env_float("TOOL_APPROVAL_TIMEOUT_SECONDS", 600)
+# A waiting call is woken when its decision is stored (over Redis from another worker); it also re-reads
+# its approval this often, in case that wake-up was lost.
+TOOL_APPROVAL_POLL_SECONDS = env_float("TOOL_APPROVAL_POLL_SECONDS", 2)
 
 # --- MCP host -------------------------------------------------------------------
 
@@ -341,6 +346,9 @@ MCP_USER_CONNECTION_IDLE_SECONDS = env_float("MCP_USER_CONNECTION_IDLE_SECONDS",
 MCP_USER_CONNECTIONS_MAX = env_int("MCP_USER_CONNECTIONS_MAX", 50)
 if MCP_USER_CONNECTIONS_MAX < 1:
     raise ImproperlyConfigured("MCP_USER_CONNECTIONS_MAX must be at least 1")
+# Fernet keys (comma-separated) that encrypt users' own values of MCP servers' user_vars: the first encrypts,
+# all decrypt (rotation: mcp_servers.credentials). Unset: one key derived from SECRET_KEY; set it in production.
+MCP_CREDENTIALS_KEYS = env_list("MCP_CREDENTIALS_KEYS", [])
 
 # --- Admin bootstrap ------------------------------------------------------------
 

@@ -7,8 +7,9 @@ from django.urls import reverse
 
 from accounts.models import ApiKey
 from accounts.services import api_key_create, api_key_hash
-from chats.models import ToolExecution
-from mcp_servers.models import McpServerHealthSnapshot
+from chats.models import ToolApproval, ToolExecution
+from mcp_servers.credentials import encrypt_values
+from mcp_servers.models import McpServerHealthSnapshot, McpUserCredential
 from providers.models import Provider, ProviderHealthSnapshot, ProviderModel
 from usage.models import UsageDaily, UsageRecord
 from usage.services import usage_rollup_day
@@ -38,12 +39,16 @@ def populated(user):
     usage_rollup_day(day=UsageRecord.objects.get().created_at.date())
     ProviderHealthSnapshot.objects.create(provider=Provider.objects.get(name="ollama"), status="ok", latency_ms=3)
     McpServerHealthSnapshot.objects.create(server="time", status="connected", tool_count=2)
-    McpServerFactory(name="time")
+    server = McpServerFactory(name="time", user_vars={"TOKEN": {"secret": True}})
+    McpUserCredential.objects.create(server=server, user=user, values=encrypt_values({"TOKEN": "t"}))
+    ToolApproval.objects.create(
+        chat=chat, turn_id="t", tool_call_id="c", server="time", tool="now", expires_at=message.created_at
+    )
 
 
 ADMIN_MODELS = list(admin.site._registry)
-# Written only by periodic tasks: their admins forbid adding.
-READ_ONLY_MODELS = {UsageDaily, ProviderHealthSnapshot, McpServerHealthSnapshot}
+# Written only by periodic tasks, or records of what users did: their admins forbid adding.
+READ_ONLY_MODELS = {UsageDaily, ProviderHealthSnapshot, McpServerHealthSnapshot, McpUserCredential, ToolApproval}
 
 
 @pytest.mark.parametrize("model", ADMIN_MODELS, ids=lambda m: m._meta.label)

@@ -115,6 +115,17 @@ def test_chat_in_the_browser_streams_text_and_tool_cards_and_keeps_history(user,
             page.fill("#input", "Create a test file and read it back")
             page.press("#input", "Enter")
 
+            # the server marks write_file destructive: the turn waits for a yes, and a reloaded page asks again
+            expect(page.locator(".tool .approval")).to_contain_text("Run write_file on files", timeout=60_000)
+            expect(page.locator(".tool.waiting pre.args")).to_contain_text("hello from the browser test")
+            assert not (sandbox / "browser-test.txt").exists()
+            page.reload()
+            expect(page.locator(".tool .approval")).to_contain_text("Run write_file on files", timeout=15_000)
+            expect(page.locator(".tool.waiting summary")).to_contain_text("files__write_file")
+            page.screenshot(path=str(ARTIFACTS / "chat-approval.png"), full_page=True)
+            page.locator(".approval button.approve").click()
+            expect(page.locator(".approval .decided")).to_have_text("Approved.")
+
             # the two tool cards fill in, and the answer streams in
             expect(page.locator(".tool.ok")).to_have_count(2, timeout=60_000)
             answer = page.locator(".msg.assistant", has_text="I wrote the file")

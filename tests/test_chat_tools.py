@@ -57,6 +57,7 @@ def test_two_round_chain_writes_a_file_then_reads_it_back(api, user, providers, 
         command=NPX,
         timeout_seconds=60,
         args=["-y", "@modelcontextprotocol/server-filesystem@2026.8.31", str(sandbox)],
+        tool_policies={"write_file": "allow"},  # the server marks it destructive, which would ask
     )
     get_host().ready(120)
     target = str(sandbox / "test.txt")

@@ -18,7 +18,7 @@ from .factories import UserFactory
 from .fakes.ollama_wire import OllamaWire
 from .fakes.wire import Fail
 
-TEST_SERVER_TOOLS = 9  # echo, add, slow, rendezvous, fail, pid, env, the long-named one, toggle_extra
+TEST_SERVER_TOOLS = 11  # echo, wipe, peek, add, slow, rendezvous, fail, pid, env, the long-named one, toggle_extra
 
 
 @pytest.fixture(scope="module")

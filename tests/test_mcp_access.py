@@ -245,7 +245,7 @@ def test_staff_see_every_server_marked_whether_they_may_use_it(staff_api, other_
         ("open", True, []),
         ("test", False, ["fail"]),
     ]
-    assert (detail["usable"], detail["live"]["tool_count"]) == (False, 8)
+    assert (detail["usable"], detail["live"]["tool_count"]) == (False, 10)
     assert tools == {"open", "test"}
 
 

@@ -87,9 +87,9 @@ def test_status_counts_servers_by_status_and_totals_their_tools(api, slow_retrie
     # then
     assert response.status_code == 200
     assert response.json() == {
-        "servers": {"connected": 1, "connecting": 0, "error": 1, "disabled": 1, "per-user": 0},
+        "servers": {"connected": 1, "connecting": 0, "error": 1, "disabled": 1, "per-user": 0, "needs-setup": 0},
         "total_servers": 3,
-        "total_tools": 9,
+        "total_tools": 11,
     }
 
 
@@ -110,7 +110,7 @@ def test_server_detail_shows_the_live_connection(api, connected):
     assert live["protocol_version"] in MODERN_PROTOCOL_VERSIONS
     assert set(live["capabilities"]) == {"prompts", "resources", "tools"}
     assert live["connected_since"] is not None
-    assert live["tool_count"] == 9
+    assert live["tool_count"] == 11
     assert (live["calls"], live["errors"], live["last_call_ms"]) == (0, 0, None)
 
 
@@ -125,7 +125,7 @@ def test_server_list_gives_every_row_with_its_live_status(api, slow_retries):
     assert response.status_code == 200
     live = {server["name"]: server["live"] for server in response.json()}
     assert list(live) == ["broken", "test"]
-    assert (live["test"]["status"], live["test"]["tool_count"]) == ("connected", 9)
+    assert (live["test"]["status"], live["test"]["tool_count"]) == ("connected", 11)
     assert (live["broken"]["status"], live["broken"]["tool_count"]) == ("error", 0)
     assert live["broken"]["last_error_at"] is not None
 
@@ -263,6 +263,8 @@ def test_tools_are_offered_under_namespaced_names_with_their_schemas(api, connec
     assert len(long_name) == 64  # cut to the providers' limit, with a hash suffix
     assert [name for name in names if name != long_name] == [
         "test__echo",
+        "test__wipe",
+        "test__peek",
         "test__add",
         "test__slow",
         "test__rendezvous",
@@ -313,7 +315,7 @@ def test_all_tools_span_every_connected_server(api):
 
     names = [tool["name"] for tool in api.get("/api/mcp/tools").json()]
 
-    assert len(names) == 11
+    assert len(names) == 13
     assert {"test__echo", "time__get_current_time", "time__convert_time"} <= set(names)
 
 

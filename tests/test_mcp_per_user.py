@@ -240,6 +240,7 @@ def test_each_users_turns_have_their_own_filesystem_sandbox(
         timeout_seconds=60,
         cwd=str(tmp_path),
         args=["-y", f"@modelcontextprotocol/server-filesystem@{NODE_SERVERS_VERSION}", "workspace/{{user.id}}"],
+        tool_policies={"write_file": "allow"},  # the server marks it destructive, which would ask
     )
     mine, theirs = tmp_path / "workspace" / str(user.pk), tmp_path / "workspace" / str(other_user.pk)
     secret = str(mine / "secret.txt")

@@ -270,6 +270,8 @@ class OtherWorker:
         types: list[str] = []
         while not types or types[-1] != "turn_done":
             message = await asyncio.wait_for(self.frames.get(), 20)
+            if message["type"] == "probe":  # a late one of until_reachable's
+                continue
             types.append(message["event"]["type"])
         return [t for i, t in enumerate(types) if i == 0 or t != types[i - 1]]
 

@@ -1,8 +1,8 @@
 """An MCP server for the tests, built with the SDK's own MCPServer.
 
 Run it as ``python tests/mcp/server.py stdio`` or ``python tests/mcp/server.py http PORT``.
-It has quick, slow and failing tools, a tool that changes the tool list at run
-time, structured output, a 60-character tool name, resources and prompts.
+It has quick, slow and failing tools, a destructive and a read-only one (annotations), a tool that
+changes the tool list at run time, structured output, a 60-character tool name, resources and prompts.
 At start-up it prints to stderr, as careless servers do: with ``TEST_SERVER_PRINT_TOKEN=1``
 the value of its ``API_TOKEN``, with ``TEST_SERVER_STDERR_LINES=N`` N numbered lines.
 """
@@ -14,6 +14,7 @@ import sys
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
 from pydantic import BaseModel
 
 NAME = os.environ.get("TEST_SERVER_NAME", "platform-test-server")
@@ -29,6 +30,16 @@ class Sum(BaseModel):
 @server.tool(description="Echo the text back.")
 def echo(text: str) -> str:
     return text
+
+
+@server.tool(description="Pretend to delete a note.", annotations=ToolAnnotations(destructive_hint=True))
+def wipe(note: str) -> str:
+    return f"wiped {note}"
+
+
+@server.tool(description="Pretend to read a note.", annotations=ToolAnnotations(read_only_hint=True))
+def peek(note: str) -> str:
+    return f"read {note}"
 
 
 @server.tool(description="Add two integers (structured output).")

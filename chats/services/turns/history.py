@@ -11,7 +11,7 @@ write can be retried as it was.
 import threading
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -36,6 +36,9 @@ from usage.services import usage_record_statement
 from ...models import Chat, Role, ToolExecution
 from ...models import Message as MessageRow
 from .prepare import PreparedTurn
+
+if TYPE_CHECKING:
+    from .approvals import Verdict
 from .rules import TurnInProgress
 
 TITLE_LENGTH = 60
@@ -85,6 +88,7 @@ class TurnStore:
                     "turn_id": self.turn_id,
                     "turn_owner": self.owner,
                     "turn_lease_until": lease,
+                    "approved_tools": [],
                 },
                 returning_id=True,
             )
@@ -254,7 +258,13 @@ class TurnStore:
         return row_id, cost
 
     def store_tool_results(
-        self, *, assistant_id: int, calls: list[ToolCallBlock], results: dict[str, Any], round_number: int
+        self,
+        *,
+        assistant_id: int,
+        calls: list[ToolCallBlock],
+        results: dict[str, Any],
+        verdicts: dict[str, "Verdict"],
+        round_number: int,
     ) -> tuple[int, Message]:
         """The tool message (what the model sees next) and one ToolExecution per call, in one transaction."""
         blocks: list[ContentBlock] = [
@@ -280,6 +290,7 @@ class TurnStore:
                     "result": results[call.id].content,
                     "is_error": results[call.id].is_error,
                     "duration_ms": results[call.id].duration_ms,
+                    **_approval_fields(verdicts.get(call.id)),
                     "created_at": now,
                 }
                 for call in calls
@@ -356,6 +367,24 @@ def _remember(message_id: int, created_at: Any, message: Message) -> None:
         if len(_parsed) >= _PARSED_LIMIT:
             _parsed.clear()
         _parsed[(message_id, created_at)] = message if message.content else None  # as _canonical reads it
+
+
+def _approval_fields(verdict: "Verdict | None") -> dict[str, Any]:
+    if verdict is None:  # refused before any policy applied (an unknown tool, arguments that are not JSON)
+        return {
+            "approval_policy": "",
+            "approval_decision": "",
+            "approval_auto": True,
+            "approval_by_id": None,
+            "approval_at": None,
+        }
+    return {
+        "approval_policy": verdict.policy,
+        "approval_decision": verdict.decision,
+        "approval_auto": verdict.auto,
+        "approval_by_id": verdict.by_id,
+        "approval_at": verdict.at,
+    }
 
 
 def _canonical(role: str, content: list[dict[str, Any]]) -> Message | None:

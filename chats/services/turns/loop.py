@@ -38,12 +38,16 @@ from ...events import (
     MessageDone,
     TextDelta,
     ThinkingDelta,
+    ToolApprovalDecided,
+    ToolApprovalRequired,
     ToolCallFinished,
     ToolCallStarted,
     TurnDone,
     TurnStarted,
     UsageReport,
 )
+from ...models import ApprovalDecision, ToolApproval
+from .approvals import Verdict, approval_event, approval_wait, approvals_create, verdict_for
 from .history import TurnStore, truncate
 from .prepare import PreparedTurn
 from .rules import turn_owner_name, turn_register, turn_unregister
@@ -100,6 +104,7 @@ class TurnHandle:
         self._cancel = asyncio.Event()
         self._usage = Usage()
         self._cost = Decimal(0)
+        self._remembered = set(prepared.remembered)  # tools approved for the rest of the chat
         if self.chat_id is not None:  # cancellable from the start; a new chat's turn once the chat exists
             turn_register(self)
         self.task = self.loop.create_task(self._run(), name=f"turn:{self.chat_id or 'new chat'}")
@@ -130,6 +135,29 @@ class TurnHandle:
 
     async def result(self) -> list[Event]:
         return [event async for event in self.events() if event is not None]
+
+    async def result_or_approvals(self) -> tuple[list[Event], list[ToolApprovalRequired]]:
+        """The turn's events once it is done; or, as soon as it waits for a person, what it asks them.
+
+        A round announces all its approvals at once, so all that are queued then are what it waits for.
+        """
+        queue = self.subscribe()
+        events: list[Event] = []
+        try:
+            while True:
+                event = await queue.get()
+                events.append(event)
+                if isinstance(event, TurnDone):
+                    return events, []
+                if isinstance(event, ToolApprovalRequired):
+                    asked = [event]
+                    while not queue.empty():
+                        later = queue.get_nowait()
+                        if isinstance(later, ToolApprovalRequired):
+                            asked.append(later)
+                    return events, asked
+        finally:
+            self._subscribers.remove(queue)
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -186,12 +214,13 @@ class TurnHandle:
                 if not calls:
                     finish_reason, success = outcome.finish.reason, True
                     break
-                results, cancelled = await self._run_tools(calls, by_name, rounds)
+                results, verdicts, cancelled = await self._run_tools(calls, by_name, rounds)
                 tool_id, tool_message = await _write(
                     self.store.store_tool_results,
                     assistant_id=final_id,
                     calls=calls,
                     results=results,
+                    verdicts=verdicts,
                     round_number=rounds,
                 )
                 self._emit(MessageDone(message_id=tool_id, role="tool", round=rounds))
@@ -322,8 +351,12 @@ class TurnHandle:
 
     async def _run_tools(
         self, calls: list[ToolCallBlock], by_name: dict[str, ToolInfo], round_number: int
-    ) -> tuple[dict[str, ToolResult], bool]:
-        """Run every call of the round concurrently; a cancel turns the unfinished ones into error results."""
+    ) -> tuple[dict[str, ToolResult], dict[str, Verdict], bool]:
+        """Run every call of the round concurrently; a cancel turns the unfinished ones into error results.
+
+        Each call gets its verdict first (see ``approvals``): those that ask are announced together, then
+        wait for a decision while the round's other calls run.
+        """
         for call in calls:
             info = by_name.get(call.name)
             self._emit(
@@ -336,8 +369,31 @@ class TurnHandle:
                     round=round_number,
                 )
             )
+        verdicts: dict[str, Verdict] = {}
+        asking: list[tuple[ToolCallBlock, ToolInfo]] = []
+        for call in calls:
+            info = by_name.get(call.name)
+            if info is None or call.invalid_arguments is not None:
+                continue  # refused before any policy: see _call_tool
+            verdict = verdict_for(info, policies=self.prepared.tool_policies, remembered=self._remembered)
+            if verdict is None:
+                asking.append((call, info))
+            else:
+                verdicts[call.id] = verdict
+        approvals: dict[str, ToolApproval] = {}
+        if asking:
+            assert self.chat_id is not None, "tools run after the chat is stored"
+            rows = await _write(
+                approvals_create, chat_id=self.chat_id, turn_id=self.turn_id, round_number=round_number, calls=asking
+            )
+            for row in rows:
+                approvals[row.tool_call_id] = row
+                self._emit(approval_event(row))
         tasks: dict[asyncio.Future[ToolResult], ToolCallBlock] = {
-            asyncio.ensure_future(_call_tool(call, by_name.get(call.name), self.prepared.user)): call for call in calls
+            asyncio.ensure_future(
+                self._gated_call(call, by_name.get(call.name), approvals.get(call.id), verdicts)
+            ): call
+            for call in calls
         }
         results: dict[str, ToolResult] = {}
         cancel_wait: asyncio.Future[Any] = asyncio.ensure_future(self._cancel.wait())
@@ -359,6 +415,8 @@ class TurnHandle:
                     for task in pending:
                         call = tasks[task]
                         info = by_name.get(call.name)
+                        if call.id in approvals and call.id not in verdicts:
+                            verdicts[call.id] = Verdict(policy="ask", decision=ApprovalDecision.CANCELLED)
                         results[call.id] = ToolResult.error(
                             info.server if info else "", call.name, "Cancelled by the user before it finished."
                         )
@@ -367,7 +425,30 @@ class TurnHandle:
                 pending.discard(cancel_wait)
         finally:
             cancel_wait.cancel()
-        return results, cancelled
+        return results, verdicts, cancelled
+
+    async def _gated_call(
+        self, call: ToolCallBlock, info: ToolInfo | None, approval: ToolApproval | None, verdicts: dict[str, Verdict]
+    ) -> ToolResult:
+        """The call, once its verdict lets it run; else the error result that says why not."""
+        if approval is not None:
+            verdict, remember = await approval_wait(approval)
+            verdicts[call.id] = verdict
+            if remember:
+                self._remembered.add(call.name)
+            self._emit(
+                ToolApprovalDecided(
+                    approval_id=str(approval.pk),
+                    tool_call_id=call.id,
+                    decision=verdict.decision,
+                    auto=verdict.auto,
+                    remember=remember,
+                )
+            )
+        decided = verdicts.get(call.id)
+        if info is not None and decided is not None and decided.refusal is not None:
+            return ToolResult.error(info.server, info.name, decided.refusal)
+        return await _call_tool(call, info, self.prepared.user)
 
     def _emit_finished(self, call: ToolCallBlock, result: ToolResult, round_number: int) -> None:
         self._emit(

@@ -11,7 +11,13 @@ from django.conf import settings
 
 from accounts.models import ApiKey, User
 from accounts.throttling import rate_limit_check_user
-from mcp_servers.selectors import mcp_servers_resolve, mcp_servers_usable_by
+from mcp_servers.selectors import (
+    mcp_needs_setup_error,
+    mcp_servers_resolve,
+    mcp_servers_usable_by,
+    mcp_tool_policies,
+    mcp_user_vars_missing,
+)
 from platform_site.db import run_db
 from platform_site.exceptions import NotFound, ValidationFailed
 from prompts.models import SystemPrompt, Visibility
@@ -50,6 +56,10 @@ class PreparedTurn:
     tool_servers: list[str]  # the servers whose tools are offered: only ever ones the user may use
     tools_enabled: bool
     options: GenerationOptions
+    # Approval settings of the offered servers (mcp_servers.selectors.mcp_tool_policies), and the tools the
+    # user approved for the rest of this chat.
+    tool_policies: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    remembered: frozenset[str] = frozenset()
 
 
 async def turn_prepare(
@@ -119,11 +129,17 @@ def _prepare(
     elif request.mcp_servers is not None:
         # A server the user may not use is as unknown to them as one that does not exist: a 400.
         servers = sorted(server.name for server in mcp_servers_resolve(names=request.mcp_servers, user=user))
+        # One whose user_vars the user has not set yet cannot run for them: a 400 naming what to set.
+        missing = {name: names for name, names in mcp_user_vars_missing(user=user).items() if name in servers}
+        if missing:
+            raise mcp_needs_setup_error(missing=missing)
     else:
         usable = mcp_servers_usable_by(user=user)
         chosen = [server.name for server in chat.mcp_servers.all()] if chat is not None else []
-        # The chat's own choice (none = all) may name a server closed to its owner since: it is left out.
-        servers = sorted(usable.intersection(chosen) if chosen else usable)
+        # The chat's own choice (none = all) may name a server closed to its owner since: it is left out,
+        # as is one that needs the user's setup (their own values) first.
+        offered = usable.difference(mcp_user_vars_missing(user=user))
+        servers = sorted(offered.intersection(chosen) if chosen else offered)
 
     limits_check_tokens(user=user)
     limits_check_budget(user=user)
@@ -139,6 +155,8 @@ def _prepare(
         tool_servers=servers,
         tools_enabled=request.tools,
         options=request.options,
+        tool_policies=mcp_tool_policies(names=servers),
+        remembered=frozenset(chat.approved_tools) if chat is not None else frozenset(),
     )
 
 

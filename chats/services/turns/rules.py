@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 PROCESS_ID = uuid.uuid4().hex
 CANCEL = "turn.cancel"
+APPROVAL = "turn.approval"  # a decision was stored: wake the call waiting for it
 
 # Turns running in this process, by chat id.
 _running: dict[int, "TurnHandle"] = {}
@@ -77,16 +78,28 @@ async def turn_cancel(*, chat_id: int, user: User) -> bool:
     if handle is not None and handle.turn_id == chat.turn_id:
         handle.cancel()
         return True
-    if settings.REDIS_URL and chat.turn_owner.startswith(_REMOTE_PREFIX):
-        message = {"type": CANCEL, "chat_id": chat_id, "turn_id": chat.turn_id}
-        layer = get_channel_layer()
-        assert layer is not None, "settings always configure CHANNEL_LAYERS"
-        try:
-            await layer.send(chat.turn_owner.removeprefix(_REMOTE_PREFIX), message)
-        except REDIS_AWAY as exc:
+    return await turn_control_send(
+        chat.turn_owner, {"type": CANCEL, "chat_id": chat_id, "turn_id": chat.turn_id}, required=True
+    )
+
+
+async def turn_control_send(owner: str, message: dict[str, Any], *, required: bool) -> bool:
+    """Send ``message`` to the process channel of the worker ``owner`` names; False if it has none.
+
+    While Redis is away: RedisUnavailable (503) when ``required``, else a warning and False.
+    """
+    if not (settings.REDIS_URL and owner.startswith(_REMOTE_PREFIX)):
+        return False
+    layer = get_channel_layer()
+    assert layer is not None, "settings always configure CHANNEL_LAYERS"
+    try:
+        await layer.send(owner.removeprefix(_REMOTE_PREFIX), message)
+    except REDIS_AWAY as exc:
+        if required:
             raise RedisUnavailable("The worker running this turn cannot be reached (Redis is away).") from exc
-        return True
-    return False
+        logger.warning("turn control: %s not sent, Redis is away", message.get("type"))
+        return False
+    return True
 
 
 # --- this process's channel, read by a listener thread ---------------------------------------------
@@ -141,3 +154,7 @@ async def _receive_forever(ready: Future[str]) -> None:
             handle = _running.get(message.get("chat_id"))  # type: ignore[arg-type]
             if handle is not None and handle.turn_id == message.get("turn_id"):
                 handle.cancel_threadsafe()
+        elif message.get("type") == APPROVAL:
+            from .approvals import approval_wake  # approvals sends through this module
+
+            approval_wake(str(message.get("approval_id")))

@@ -199,6 +199,62 @@ function finishToolCard(card, isError, content, durationMs) {
   card.append(element("div", "label", isError ? "Error" : "Result"), element("pre", "result", content));
 }
 
+// --- approvals: a tool call that waits for the user's yes ----------------------------------------
+
+function cardFor(callId, name, args) {
+  let card = document.querySelector(`#messages .tool[data-call-id="${CSS.escape(callId)}"]`);
+  if (!card) {
+    card = toolCard(callId, name, "", args);
+    $("#messages").append(card);
+  }
+  if (state.turn) state.turn.cards[callId] = card;
+  return card;
+}
+
+function askApproval(event) {
+  const card = cardFor(event.tool_call_id, `${event.server}__${event.tool}`, event.arguments);
+  if (card.querySelector(".approval")) return; // asked again after a reconnect
+  card.open = true;
+  card.classList.add("waiting");
+  card.querySelector(".state").textContent = "waiting for your approval";
+  const panel = element("div", "approval");
+  panel.dataset.approvalId = event.approval_id;
+  panel.append(element("p", "", `Run ${event.tool} on ${event.server} with the arguments above?`));
+  const remember = element("input");
+  remember.type = "checkbox";
+  const rememberLabel = element("label", "remember");
+  rememberLabel.append(remember, " Allow this tool for the rest of this chat");
+  const approve = element("button", "approve", "Approve");
+  const deny = element("button", "deny", "Deny");
+  for (const [button, decision] of [[approve, "approve"], [deny, "deny"]]) {
+    button.type = "button";
+    button.addEventListener("click", () => {
+      if (!state.socket || state.socket.readyState !== WebSocket.OPEN) return;
+      const frame = { type: "approval", approval_id: event.approval_id, decision };
+      if (decision === "approve" && remember.checked) frame.remember = "chat";
+      state.socket.send(JSON.stringify(frame));
+      approve.disabled = deny.disabled = true;
+    });
+  }
+  const actions = element("div", "approval-actions");
+  actions.append(approve, deny, rememberLabel);
+  panel.append(actions);
+  card.append(panel);
+  setStatus("Waiting for your approval…");
+  scrollDown();
+}
+
+function approvalDecided(event) {
+  const panel = document.querySelector(`.approval[data-approval-id="${CSS.escape(event.approval_id)}"]`);
+  if (!panel) return;
+  const card = panel.closest(".tool");
+  card.classList.remove("waiting");
+  card.querySelector(".state").textContent = event.decision === "approved" ? "running…" : event.decision;
+  const words = { approved: "Approved", denied: "Denied", expired: "Nobody approved it in time", cancelled: "Cancelled" };
+  panel.replaceChildren(element("p", `decided ${event.decision}`, `${words[event.decision] || event.decision}${event.remember ? " for the rest of this chat" : ""}.`));
+  if (!document.querySelector(".approval button:not(:disabled)")) setStatus(state.turn ? "Writing…" : "");
+}
+
 // --- the live turn -----------------------------------------------------------------------------
 
 function connect() {
@@ -241,7 +297,15 @@ function renderLater(bubble) {
 function handle(event) {
   switch (event.type) {
     case "ready":
-      if (event.turn_in_progress) startTurnUi();
+      if (event.turn_in_progress && !state.turn) startTurnUi();
+      for (const asked of event.pending_approvals || []) askApproval(asked);
+      break;
+    case "tool_approval_required":
+      if (!state.turn) startTurnUi();
+      askApproval(event);
+      break;
+    case "tool_approval_decided":
+      approvalDecided(event);
       break;
     case "turn_started":
       if (!state.turn) startTurnUi();
@@ -343,16 +407,7 @@ async function loadPickers() {
   const providerSelect = $("#provider");
   providerSelect.replaceChildren(...state.providers.map((p) => new Option(p.display_name, p.name)));
   $("#prompt").append(...prompts.results.map((p) => new Option(p.name + (p.is_owner ? "" : " (shared)"), p.id)));
-  state.servers = servers.filter((s) => s.enabled && s.usable);  // staff are listed servers closed to them too
-  $("#servers").replaceChildren(...state.servers.map((server) => {
-    const label = element("label");
-    const box = element("input");
-    box.type = "checkbox";
-    box.value = server.name;
-    box.checked = true;
-    label.append(box, ` ${server.display_name || server.name} (${server.live.tool_count} tools, ${server.live.status})`);
-    return label;
-  }));
+  renderServers(servers);
   await loadModels();
 }
 
@@ -374,6 +429,89 @@ function applyChatDefaults() {
   $("#prompt").value = chat.system_prompt_id || "";
   const selected = new Set(chat.mcp_servers);
   for (const box of document.querySelectorAll("#servers input")) box.checked = selected.size === 0 || selected.has(box.value);
+}
+
+// --- tool servers, and setting up those that need the user's own values -------------------------
+// A server whose required variables (user_vars) the user has not set is "needs-setup": not offered to the
+// model, and named in a strip above the messages with a form to set them. PUT .../credentials replaces all
+// of the user's values for that server; values are never sent back, so no field is prefilled.
+
+function renderServers(servers) {
+  const usable = servers.filter((s) => s.enabled && s.usable);  // staff are listed servers closed to them too
+  const unchecked = new Set([...document.querySelectorAll("#servers input")].filter((b) => !b.checked).map((b) => b.value));
+  state.servers = usable.filter((s) => s.live.status !== "needs-setup");
+  $("#servers").replaceChildren(...state.servers.map((server) => {
+    const label = element("label");
+    const box = element("input");
+    box.type = "checkbox";
+    box.value = server.name;
+    box.checked = !unchecked.has(server.name);
+    label.append(box, ` ${server.display_name || server.name} (${server.live.tool_count} tools, ${server.live.status})`);
+    return label;
+  }));
+  renderServerSetup(usable.filter((s) => s.live.status === "needs-setup"));
+}
+
+function renderServerSetup(servers) {
+  const strip = $("#server-setup");
+  strip.hidden = servers.length === 0;
+  strip.replaceChildren(...servers.map((server) => {
+    const item = element("div", "setup-item");
+    const open = element("button", "link", "Set up");
+    open.type = "button";
+    open.addEventListener("click", () => openServerSetup(server, item, open));
+    item.append(element("span", "", `${server.display_name || server.name} needs your setup before its tools are offered. `), open);
+    return item;
+  }));
+}
+
+async function openServerSetup(server, item, opener) {
+  const path = `/api/mcp/servers/${encodeURIComponent(server.name)}/credentials`;
+  opener.disabled = true;
+  let info;
+  try {
+    info = await api(path);
+  } catch (error) {
+    setStatus(error.message);
+    opener.disabled = false;
+    return;
+  }
+  const form = element("form", "setup-form");
+  for (const variable of info.vars) {
+    const label = element("label", "", variable.title + (variable.required ? "" : " (optional)"));
+    const input = element("input");
+    input.name = variable.name;
+    input.type = variable.secret ? "password" : "text";
+    input.autocomplete = variable.secret ? "new-password" : "off";  // never the page's own login
+    input.required = variable.required;
+    if (variable.set) input.placeholder = "set already: type it again to keep it";
+    label.append(input);
+    if (variable.description) label.append(element("small", "", variable.description));
+    form.append(label);
+  }
+  const save = element("button", "", "Save");
+  save.type = "submit";
+  const cancel = element("button", "link", "Cancel");
+  cancel.type = "button";
+  cancel.addEventListener("click", () => { form.remove(); opener.disabled = false; });
+  form.append(save, cancel);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const values = {};
+    for (const input of form.querySelectorAll("input")) if (input.value) values[input.name] = input.value;
+    save.disabled = true;
+    try {
+      const result = await api(path, { method: "PUT", body: JSON.stringify({ values }) });
+      const name = server.display_name || server.name;
+      setStatus(result.missing.length ? `${name}: still to set ${result.missing.join(", ")}` : `${name} is set up.`);
+      renderServers(await api("/api/mcp/servers"));
+    } catch (error) {
+      setStatus(error.message);
+      save.disabled = false;
+    }
+  });
+  item.append(form);
+  form.querySelector("input")?.focus();
 }
 
 // --- start -------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 FILE is the seed format (``mcp_servers``) or the Claude Desktop / VS Code one (``mcpServers`` /
 ``servers``); ``-`` reads standard input. All or nothing: an invalid entry means nothing is written.
+Keys of VS Code entries that only a client uses (``envFile``, ``dev``, ...) are reported as ignored.
 """
 
 import io
@@ -41,6 +42,8 @@ class Command(BaseCommand):
         for server in servers:
             if server.renamed:
                 self.stdout.write(f"renamed {server.original_name!r} -> {server.name}")
+            if server.ignored_keys:
+                self.stdout.write(f"ignored in {server.name}: {', '.join(server.ignored_keys)} (client-side settings)")
         for name in report.created:
             self.stdout.write(f"created {name}")
         for name, fields in report.updated:
