@@ -101,6 +101,9 @@ class ToolExecution(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     approval_at = models.DateTimeField(null=True, blank=True)
+    # What the server asked of the host during the call: sampling requests and results, elicitations and
+    # their answers, in order ([{"kind": "sampling" | "elicitation", ...}]).
+    interactions = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -7,6 +7,7 @@ from django.db import models
 from providers.validators import validate_http_url
 
 from .validators import (
+    validate_roots,
     validate_server_name,
     validate_string_list,
     validate_string_mapping,
@@ -27,6 +28,26 @@ class Policy(models.TextChoices):
     ALLOW = "allow", "allow"
     ASK = "ask", "ask (a human approves each call)"
     DENY = "deny", "deny"
+
+
+class LogLevel(models.TextChoices):
+    """MCP's logging levels (RFC 5424), lowest first."""
+
+    DEBUG = "debug", "debug"
+    INFO = "info", "info"
+    NOTICE = "notice", "notice"
+    WARNING = "warning", "warning"
+    ERROR = "error", "error"
+    CRITICAL = "critical", "critical"
+    ALERT = "alert", "alert"
+    EMERGENCY = "emergency", "emergency"
+
+
+class NonInteractive(models.TextChoices):
+    """What an elicitation gets when no person can answer (Celery, management commands, REST JSON)."""
+
+    DECLINE = "decline", "decline"
+    ACCEPT_DEFAULTS = "accept_defaults", "accept with the schema's defaults"
 
 
 class McpServer(models.Model):
@@ -88,6 +109,43 @@ class McpServer(models.Model):
         help_text='Values each user sets for themselves: {"GITHUB_TOKEN": {"title": "GitHub token", "secret": true}}. '
         'A stdio server gets each in its environment; "{{GITHUB_TOKEN}}" puts one in args, env, headers or URL.',
     )
+    # --- what the host answers the server's own requests with ------------------------------------
+    log_level = models.CharField(
+        max_length=10,
+        choices=LogLevel.choices,
+        blank=True,
+        help_text="Asked of the server (logging/setLevel); blank: its own.",
+    )
+    roots = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_roots],
+        help_text='Answered on roots/list: [{"uri": "file:///srv/data", "name": "data"}].',
+    )
+    sampling_policy = models.CharField(
+        max_length=5,
+        choices=Policy.choices,
+        default=Policy.ASK,
+        help_text="Whether the server may ask a model to think (sampling/createMessage): ask = a person approves each.",
+    )
+    sampling_provider = models.ForeignKey(
+        "providers.Provider",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Sampling runs on this provider; blank: the turn's own.",
+    )
+    sampling_model = models.CharField(max_length=200, blank=True, help_text="With sampling_provider.")
+    sampling_without_user = models.BooleanField(
+        default=False, help_text="Allow sampling with no user behind the call (background jobs, commands)."
+    )
+    elicitation_non_interactive = models.CharField(
+        max_length=20,
+        choices=NonInteractive.choices,
+        default=NonInteractive.DECLINE,
+        help_text="An elicitation when no person can answer.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -114,6 +172,7 @@ class McpServer(models.Model):
             ("denied_tools", validate_string_list),
             ("tool_policies", validate_tool_policies),
             ("user_vars", validate_user_vars),
+            ("roots", validate_roots),
             ("env", validate_string_mapping),
             ("headers", validate_string_mapping),
         ):
@@ -182,3 +241,22 @@ class McpUserCredential(models.Model):
 
     def __str__(self) -> str:
         return f"{self.server} for user {self.user_id}"
+
+
+class McpServerLogEntry(models.Model):
+    """A log message a server sent (notifications/message), kept per server up to MCP_SERVER_LOG_KEEP."""
+
+    server = models.CharField(max_length=40)
+    level = models.CharField(max_length=10, choices=LogLevel.choices)
+    logger = models.CharField(max_length=200, blank=True)
+    data = models.JSONField(default=None, null=True, help_text="What the server sent, redacted of its secrets.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "MCP server log entry"
+        verbose_name_plural = "MCP server log"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["server", "-created_at"], name="mcp_log_server_newest")]
+
+    def __str__(self) -> str:
+        return f"{self.server} {self.level} at {self.created_at:%Y-%m-%d %H:%M:%S}"

@@ -60,3 +60,17 @@ def validate_user_vars(value: object) -> None:
         wrong = sorted(key for key, kind in USER_VAR_KEYS.items() if key in spec and type(spec[key]) is not kind)
         if wrong:
             raise ValidationError(f"{name}: wrong type for {', '.join(wrong)}.", code="invalid_var")
+
+
+def validate_roots(value: object) -> None:
+    """``[{"uri": "file:///...", "name"?: str}]``: what the host answers on roots/list."""
+    if not isinstance(value, list):
+        raise ValidationError('Must be a list of {"uri", "name"?} objects.', code="invalid_roots")
+    for root in value:
+        if not isinstance(root, dict) or not isinstance(root.get("uri"), str) or not root["uri"].startswith("file://"):
+            raise ValidationError('Each root is {"uri": "file://...", "name"?: "..."}.', code="invalid_roots")
+        unknown = sorted(set(root) - {"uri", "name"})
+        if unknown or not isinstance(root.get("name", ""), str):
+            raise ValidationError(
+                f"A root has only uri and name (not {', '.join(unknown) or 'that name'}).", code="invalid_roots"
+            )

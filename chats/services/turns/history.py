@@ -291,6 +291,7 @@ class TurnStore:
                     "is_error": results[call.id].is_error,
                     "duration_ms": results[call.id].duration_ms,
                     **_approval_fields(verdicts.get(call.id)),
+                    "interactions": [],
                     "created_at": now,
                 }
                 for call in calls
