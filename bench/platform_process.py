@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import IO
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
@@ -28,6 +29,22 @@ APPLICATION = "platform_site.asgi:application"
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def ensure_database(url: str) -> None:
+    """Create the PostgreSQL database ``url`` names if it does not exist yet (a new machine has none)."""
+    import psycopg
+    from psycopg import sql
+
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("postgres", "postgresql", "pgsql"):
+        return
+    name = unquote(parsed.path.lstrip("/"))
+    admin = urlunsplit(parsed._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as connection:
+        if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            print(f"created the database {name!r}", file=sys.stderr)
 
 
 def free_port() -> int:

@@ -44,6 +44,10 @@ os.environ.setdefault("DATABASE_URL", f"sqlite:///{DB_DIR}/bench.sqlite3")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "platform_site.settings")
 os.environ["RATE_LIMIT_PER_MINUTE"] = "100000000"
 
+from platform_process import ensure_database
+
+ensure_database(os.environ["DATABASE_URL"])
+
 import django
 
 django.setup()
