@@ -37,7 +37,16 @@ from platform_site.pagination import PageNumberPagination, paginated_response
 from platform_site.schema import ERROR_DESCRIPTIONS, NOT_BLANK_PATTERN, ErrorSerializer, error_responses
 from providers.types import GenerationOptions
 
-from .events import ErrorEvent, Event, TextDelta, ToolCallFinished, ToolCallStarted, TurnDone
+from .events import (
+    ElicitationRequired,
+    ErrorEvent,
+    Event,
+    TextDelta,
+    ToolApprovalRequired,
+    ToolCallFinished,
+    ToolCallStarted,
+    TurnDone,
+)
 from .models import Chat, Role, ToolApproval
 from .selectors import chat_get, chat_list, message_list
 from .services import chat_create, chat_delete, chat_update
@@ -51,6 +60,7 @@ from .services.turns import (
     turn_prepare,
     turn_start,
 )
+from .services.turns.interactions import elicitation_submit, parse_elicitation_answer
 
 
 class ChatOutputSerializer(serializers.Serializer):
@@ -327,11 +337,14 @@ async def turn_response(request: Request, prepared: PreparedTurn, stream: bool) 
     if not stream:
         events, asked = await handle.result_or_approvals()
         if asked:
-            # The turn goes on in the background once decided; the chat's messages show its end.
+            # The turn goes on in the background once decided (or answered); the chat's messages show its end.
+            approvals = [event.to_dict() for event in asked if isinstance(event, ToolApprovalRequired)]
+            questions = [event.to_dict() for event in asked if isinstance(event, ElicitationRequired)]
             body = {
-                "status": "awaiting_approval",
+                "status": "awaiting_approval" if approvals else "awaiting_input",
                 "chat_id": handle.chat_id,
-                "approvals": [event.to_dict() for event in asked],
+                "approvals": approvals,
+                "elicitations": questions,
             }
             return Response(body, status=status.HTTP_202_ACCEPTED)
         status_code, body = turn_summary(events)
@@ -384,10 +397,30 @@ class ApprovalRequestSerializer(serializers.Serializer):
         ref_name = "ToolApprovalRequired"
 
 
+class ElicitationRequestSerializer(serializers.Serializer):
+    elicitation_id = serializers.UUIDField()
+    tool_call_id = serializers.CharField()
+    server = serializers.CharField()
+    mode = serializers.ChoiceField(choices=["form", "url"])
+    message = serializers.CharField()
+    requested_schema = serializers.DictField(help_text="form mode: the fields to fill (a flat JSON Schema object).")
+    url = serializers.CharField(allow_null=True, help_text="url mode: the page to open.")
+    expires_at = serializers.DateTimeField()
+    round = serializers.IntegerField()
+    type = serializers.CharField(default="elicitation_required")
+
+    class Meta:
+        ref_name = "ElicitationRequired"
+
+
 class AwaitingApprovalSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["awaiting_approval"])
+    status = serializers.ChoiceField(
+        choices=["awaiting_approval", "awaiting_input"],
+        help_text="`awaiting_input`: only questions of a tool's server (elicitations) wait.",
+    )
     chat_id = serializers.IntegerField()
     approvals = ApprovalRequestSerializer(many=True)
+    elicitations = ElicitationRequestSerializer(many=True)
 
     class Meta:
         ref_name = "TurnAwaitingApproval"
@@ -408,7 +441,8 @@ def _turn_responses() -> dict[Any, Any]:
         (202, json_type): OpenApiResponse(
             AwaitingApprovalSerializer,
             description="A tool call waits for a person's decision (policy `ask`): decide with "
-            "`POST /api/chats/{id}/approvals/{approval_id}`; the turn then goes on in the background.",
+            "`POST /api/chats/{id}/approvals/{approval_id}`; or its server asks the user something: answer with "
+            "`POST /api/chats/{id}/elicitations/{elicitation_id}`. The turn then goes on in the background.",
         ),
         # Errors before a stream starts are one `error` event (platform_site.schema documents them so).
         (429, json_type): OpenApiResponse(result_or_error, description=ERROR_DESCRIPTIONS[429]),
@@ -569,3 +603,48 @@ class ChatApprovalDecideApi(AsyncApiView):
             user=request.user, approval_id=approval_id, approve=approve, remember=remember, chat_id=chat_id
         )
         return Response(ApprovalOutputSerializer(approval).data)
+
+
+class ElicitationAnswerInputSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["accept", "decline", "cancel"])
+    content = serializers.DictField(
+        required=False, allow_null=True, help_text="accept, form mode: the fields; left-out ones get their default."
+    )
+
+    class Meta:
+        ref_name = "ElicitationAnswer"
+
+
+class ElicitationOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField(help_text="The elicitation_id.")
+    tool_call_id = serializers.CharField()
+    server = serializers.CharField()
+    action = serializers.SerializerMethodField()
+    content = serializers.SerializerMethodField()
+    answered_at = serializers.DateTimeField(source="decided_at", allow_null=True)
+
+    class Meta:
+        ref_name = "ElicitationAnswered"
+
+    def get_action(self, row: Any) -> str:
+        return str((row.arguments.get("response") or {}).get("action", ""))
+
+    def get_content(self, row: Any) -> dict[str, Any] | None:
+        return (row.arguments.get("response") or {}).get("content")
+
+
+class ChatElicitationAnswerApi(AsyncApiView):
+    @extend_schema(
+        request=ElicitationAnswerInputSerializer,
+        responses={200: ElicitationOutputSerializer, **error_responses(409)},  # elicitation_not_pending
+        operation_id="chats_elicitations_answer",
+        description="Answer a question a tool's server asks the user (elicitation), on whichever worker runs its "
+        "turn. `accept` checks `content` against the form (400 `invalid_elicitation_content` naming each field) and "
+        "fills in defaults; 409 `elicitation_not_pending` once it was answered, expired or cancelled.",
+    )
+    async def post(self, request: AuthenticatedRequest, chat_id: int, elicitation_id: str) -> Response:
+        _, action, content = parse_elicitation_answer(request.data)
+        row = await elicitation_submit(
+            user=request.user, elicitation_id=elicitation_id, action=action, content=content, chat_id=chat_id
+        )
+        return Response(ElicitationOutputSerializer(row).data)

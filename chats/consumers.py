@@ -9,11 +9,13 @@ while one runs gets an ``error`` frame (code ``turn_in_progress``).
 Client -> server: ``{"type": "message", "message", "provider"?, "model"?,
 "system_prompt_id"?, "variables"?, "mcp_servers"?, "tools"?}``, ``{"type":
 "approval", "approval_id", "decision": "approve" | "deny", "remember"?: "chat"}``,
+``{"type": "elicitation", "elicitation_id", "action": "accept" | "decline" | "cancel", "content"?}``,
 ``{"type": "cancel"}``, ``{"type": "ping"}``. Server -> client: the engine's
 events, plus ``{"type": "error", "code", "message"}`` for bad client frames (the
 connection stays open), ``{"type": "pong"}`` and a first ``{"type": "ready",
-"chat_id", "turn_in_progress", "pending_approvals"}``: the running turn's calls
-still waiting for a decision, as ``tool_approval_required`` events.
+"chat_id", "turn_in_progress", "pending_approvals", "pending_elicitations"}``: the running
+turn's calls still waiting for a decision, as ``tool_approval_required`` events, and its servers'
+questions still waiting for an answer, as ``elicitation_required`` events.
 """
 
 import asyncio
@@ -45,6 +47,12 @@ from .services.turns import (
     turn_cancel,
     turn_prepare,
     turn_start,
+)
+from .services.turns.interactions import (
+    elicitation_event,
+    elicitation_list,
+    elicitation_submit,
+    parse_elicitation_answer,
 )
 from .services.turns.rules import chat_turn_in_progress
 from .tabs import PROCESS_ID, TabsElsewhere, tabs_join, tabs_leave
@@ -96,13 +104,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
 
-        def load() -> tuple[Chat | None, list[ToolApproval]]:
+        def load() -> tuple[Chat | None, list[ToolApproval], list[ToolApproval]]:
             chat = Chat.objects.filter(pk=self.chat_id, owner=user).only("turn_id", "turn_lease_until").first()
             if chat is None or not chat_turn_in_progress(chat=chat):
-                return chat, []
-            return chat, approval_list(chat_id=self.chat_id, user=user)
+                return chat, [], []
+            return (
+                chat,
+                approval_list(chat_id=self.chat_id, user=user),
+                elicitation_list(chat_id=self.chat_id, user=user),
+            )
 
-        chat, pending = await run_db(load)
+        chat, pending, questions = await run_db(load)
         if chat is None:
             await self.accept(subprotocol)
             await self.close(code=CLOSE_NOT_FOUND)
@@ -118,6 +130,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "turn_in_progress": chat_turn_in_progress(chat=chat),
                 # Tool calls of the running turn still waiting for a decision: a reloaded page asks again.
                 "pending_approvals": [approval_event(approval).to_dict() for approval in pending],
+                "pending_elicitations": [elicitation_event(row).to_dict() for row in questions],
             }
         )
 
@@ -185,8 +198,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 )
             except ApplicationError as exc:
                 await self._application_error(exc)
+        elif kind == "elicitation":
+            try:
+                elicitation_id, action, content = parse_elicitation_answer(frame)
+                await elicitation_submit(
+                    user=self.user, elicitation_id=elicitation_id, action=action, content=content, chat_id=self.chat_id
+                )
+            except ApplicationError as exc:
+                await self._application_error(exc)
         else:
-            await self._error("unknown_type", f"Unknown frame type {kind!r}: use message, approval, cancel or ping.")
+            await self._error(
+                "unknown_type", f"Unknown frame type {kind!r}: use message, approval, elicitation, cancel or ping."
+            )
 
     async def _start_turn(self, frame: dict[str, Any]) -> None:
         serializer = TurnInputSerializer(data={key: value for key, value in frame.items() if key != "type"})

@@ -57,6 +57,16 @@ class ToolCallFinished(_Event):
     round: int
 
 
+class ToolProgress(_Event):
+    """A running call's progress, as its server reports it (at most a few a second per call)."""
+
+    type: Literal["tool_progress"] = "tool_progress"
+    tool_call_id: str
+    progress: float
+    total: float | None = None
+    message: str | None = None
+
+
 class ToolApprovalRequired(_Event):
     """A call waits for a human's yes: decide with the WebSocket frame ``approval`` or the REST endpoint."""
 
@@ -77,6 +87,58 @@ class ToolApprovalDecided(_Event):
     decision: str  # approved, denied, expired or cancelled
     auto: bool  # a policy, a remembered approval or the timeout decided, not a person
     remember: bool = False
+
+
+class SamplingRequested(_Event):
+    """A call's server asks a model to think (``sampling/createMessage``); ``ask`` also sends an approval."""
+
+    type: Literal["sampling_request"] = "sampling_request"
+    tool_call_id: str
+    server: str
+    messages: list[dict[str, str]]  # [{"role", "text"}]
+    system_prompt: str | None = None
+    max_tokens: int
+
+
+class SamplingResultEvent(_Event):
+    """What the model answered the server; ``error`` (and no text) when the request was refused or failed."""
+
+    type: Literal["sampling_result"] = "sampling_result"
+    tool_call_id: str
+    server: str
+    model: str
+    text: str
+    stop_reason: str
+    error: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: Decimal = Decimal(0)
+
+
+class ElicitationRequired(_Event):
+    """A call's server asks the user: answer with the WebSocket frame ``elicitation`` or the REST endpoint.
+
+    ``mode`` form: fill ``requested_schema``; url: open ``url``, then accept, decline or cancel.
+    """
+
+    type: Literal["elicitation_required"] = "elicitation_required"
+    elicitation_id: str
+    tool_call_id: str
+    server: str
+    mode: str
+    message: str
+    requested_schema: dict[str, Any] = Field(default_factory=dict)
+    url: str | None = None
+    expires_at: datetime
+    round: int
+
+
+class ElicitationResolved(_Event):
+    type: Literal["elicitation_resolved"] = "elicitation_resolved"
+    elicitation_id: str
+    tool_call_id: str
+    action: str  # accept, decline or cancel
+    auto: bool  # the timeout or a cancelled turn, not the user
 
 
 class MessageDone(_Event):
@@ -125,8 +187,13 @@ Event = (
     | ThinkingDelta
     | ToolCallStarted
     | ToolCallFinished
+    | ToolProgress
     | ToolApprovalRequired
     | ToolApprovalDecided
+    | SamplingRequested
+    | SamplingResultEvent
+    | ElicitationRequired
+    | ElicitationResolved
     | MessageDone
     | UsageReport
     | ErrorEvent

@@ -13,5 +13,10 @@ urlpatterns = [
         apis.ChatApprovalDecideApi.as_view(),
         name="chat-approval-decide",
     ),
+    path(
+        "chats/<int:chat_id>/elicitations/<str:elicitation_id>",
+        apis.ChatElicitationAnswerApi.as_view(),
+        name="chat-elicitation-answer",
+    ),
     path("chat", apis.ChatOneShotApi.as_view(), name="chat-one-shot"),
 ]

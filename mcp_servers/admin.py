@@ -7,6 +7,7 @@ are write-only: lists show names only, the change form shows each stored value
 as ******** and keeps it unless a new value is typed over the mask.
 """
 
+import json
 import logging
 from typing import Any
 
@@ -14,18 +15,22 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from .config import ServerSpec
 from .credentials import credential_row_names, credential_rows_delete
 from .host import get_host
-from .models import McpServer, McpServerHealthSnapshot, McpUserCredential, Policy
+from .models import McpServer, McpServerHealthSnapshot, McpServerLogEntry, McpUserCredential, Policy
 from .policies import effective_policy
 from .redaction import SECRET_MASK, is_reference, mask_values, redactor_for, unmask_values
 from .results import ServerStatus, ToolInfo
+from .selectors import mcp_server_log
 from .services import SECRET_FIELDS, mcp_config_changed
 
 logger = logging.getLogger(__name__)
+
+RECENT_LOG_ENTRIES = 20
 
 
 def mask_mapping(mapping: dict[str, str]) -> str:
@@ -93,6 +98,8 @@ class McpServerForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._stored = {name: dict(getattr(self.instance, name) or {}) for name in SECRET_FIELDS}
+        if "oauth_client_secret" in self.fields and self.instance.oauth_client_secret:
+            self.initial["oauth_client_secret"] = SECRET_MASK
         for name in SECRET_FIELDS:
             if name not in self.fields:  # a view-only user's form: the admin shows masked_* instead
                 continue
@@ -115,6 +122,11 @@ class McpServerForm(forms.ModelForm):
 
     def clean_env(self) -> Any:
         return self._unmasked("env")
+
+    def clean_oauth_client_secret(self) -> Any:
+        # Write-only like env values: the stored secret is shown masked and kept unless typed over.
+        value = self.cleaned_data.get("oauth_client_secret")
+        return self.instance.oauth_client_secret if value == SECRET_MASK else value
 
     def full_clean(self) -> None:
         super().full_clean()
@@ -147,11 +159,22 @@ class McpServerAdmin(admin.ModelAdmin):
     list_filter = ("transport", "enabled", "access_restricted")
     search_fields = ("name", "display_name", "description", "command", "url")
     actions = ("test_connection", "reconnect")
-    readonly_fields = ("live_status", "tools_overview", "effective_policies")
+    readonly_fields = ("live_status", "tools_overview", "effective_policies", "recent_log")
     fieldsets = (
         (None, {"fields": ("name", "display_name", "description", "enabled", "transport", "timeout_seconds")}),
         ("stdio", {"fields": ("command", "args", "cwd", "env")}),
         ("HTTP", {"fields": ("url", "headers")}),
+        (
+            "OAuth",
+            {
+                "fields": ("auth", "oauth_client_id", "oauth_client_secret", "oauth_scopes", "oauth_issuer"),
+                "description": "HTTP servers that need OAuth 2.1. With oauth, each user connects their own account "
+                'from the chat page ("Connect"); register <code>https://&lt;this site&gt;/api/mcp/oauth/callback'
+                "</code> (or MCP_OAUTH_REDIRECT_URI) as the redirect URI of a client you register beforehand, or "
+                "leave the client ID blank for dynamic registration. client_credentials: one token for the whole "
+                "platform, from the client ID and secret.",
+            },
+        ),
         ("Tools", {"fields": ("tool_allowlist", "live_status", "tools_overview")}),
         (
             "Access",
@@ -178,6 +201,14 @@ class McpServerAdmin(admin.ModelAdmin):
                 'Each is {"title", "description", "secret": true|false, "required": true|false}, all optional.',
             },
         ),
+        (
+            "Log and roots",
+            {
+                "fields": ("log_level", "roots", "recent_log"),
+                "description": "A new log level or new roots are sent to the running server (no reconnect); "
+                "giving roots to a server that had none, or taking them all away, reconnects it.",
+            },
+        ),
     )
     filter_horizontal = ("allowed_users", "allowed_groups")
 
@@ -186,7 +217,7 @@ class McpServerAdmin(admin.ModelAdmin):
         if obj is None or self.has_change_permission(request, obj):
             return fieldsets
         # View-only: read-only fields show the row's own values, so the secrets are swapped for their masked form.
-        swap = {"env": "masked_env", "headers": "masked_headers"}
+        swap = {"env": "masked_env", "headers": "masked_headers", "oauth_client_secret": "masked_client_secret"}
         return [
             (title, {**options, "fields": tuple(swap.get(str(field), field) for field in options["fields"])})
             for title, options in fieldsets
@@ -230,6 +261,10 @@ class McpServerAdmin(admin.ModelAdmin):
         if obj.transport == "stdio":
             return redact(" ".join([obj.command, *obj.args]))[:120]
         return redact(obj.url)
+
+    @admin.display(description="OAuth client secret")
+    def masked_client_secret(self, obj: McpServer) -> str:
+        return SECRET_MASK if obj.oauth_client_secret else ""
 
     @admin.display(description="env")
     def masked_env(self, obj: McpServer) -> str:
@@ -301,6 +336,29 @@ class McpServerAdmin(admin.ModelAdmin):
         if not note:
             return table
         return format_html("{}<p>{}</p>", table, note) if rows else note
+
+    @admin.display(description="recent log")
+    def recent_log(self, obj: McpServer) -> str:
+        if obj.pk is None:
+            return "—"
+        entries = mcp_server_log(name=obj.name, limit=RECENT_LOG_ENTRIES)
+        if not entries:
+            return "nothing logged (a server logs only when it declares logging, or at the level asked)"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            (
+                (f"{entry.created_at:%Y-%m-%d %H:%M:%S}", entry.level, entry.logger, json.dumps(entry.data)[:500])
+                for entry in entries
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>at</th><th>level</th><th>logger</th><th>data</th></tr></thead>"
+            '<tbody>{}</tbody></table><p><a href="{}?server={}">All of it</a></p>',
+            rows,
+            reverse("admin:mcp_servers_mcpserverlogentry_changelist"),
+            obj.name,
+        )
 
     # --- writes announce themselves to every worker -----------------------------------------
 
@@ -404,3 +462,25 @@ class McpUserCredentialAdmin(admin.ModelAdmin):
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[McpUserCredential]) -> None:
         credential_rows_delete(rows=queryset.select_related("server"))
+
+
+@admin.register(McpServerLogEntry)
+class McpServerLogEntryAdmin(admin.ModelAdmin):
+    """What servers logged (notifications/message), newest first; written by the host only."""
+
+    list_display = ("created_at", "server", "level", "logger", "short_data")
+    list_filter = ("server", "level")
+    search_fields = ("server", "logger")
+    date_hierarchy = "created_at"
+    fields = ("created_at", "server", "level", "logger", "data")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: McpServerLogEntry | None = None) -> bool:
+        return False
+
+    @admin.display(description="data")
+    def short_data(self, obj: McpServerLogEntry) -> str:
+        return json.dumps(obj.data)[:200]

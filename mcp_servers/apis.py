@@ -24,12 +24,16 @@ from platform_site.fields import StrictCharField
 from platform_site.schema import error_responses
 
 from .credentials import MAX_VALUE_CHARS, credential_delete, credential_set, required_user_vars, user_var_states
+from .models import LogLevel
+from .oauth import oauth_flow_finish, oauth_flow_start, oauth_sign_out, oauth_state_for
 from .results import ToolInfo
 from .selectors import (
     ServerView,
     mcp_host_summary,
     mcp_request,
     mcp_server_for_credentials,
+    mcp_server_for_oauth,
+    mcp_server_log,
     mcp_server_view,
     mcp_server_views,
     mcp_tools,
@@ -39,9 +43,11 @@ from .services import mcp_host_reload, mcp_server_reconnect, mcp_tool_call
 
 class ServerStatusSerializer(serializers.Serializer):
     status = serializers.ChoiceField(
-        choices=["connecting", "connected", "error", "disabled", "per-user", "needs-setup"],
+        choices=["connecting", "connected", "error", "disabled", "per-user", "needs-setup", "needs-sign-in"],
         help_text='"per-user": one connection per user, started on their first use (see the tools endpoints). '
-        '"needs-setup": you have not set the required user_vars yet (see the credentials endpoint).',
+        '"needs-setup": you have not set the required user_vars yet (see the credentials endpoint). '
+        '"needs-sign-in": an OAuth server you have not connected your account to yet, or must again '
+        "(see the oauth endpoints).",
     )
     last_error = serializers.CharField(
         allow_null=True, help_text="Staff only (null for others); the server's secrets are redacted as ***."
@@ -214,6 +220,42 @@ class McpReloadApi(APIView):
     @extend_schema(request=None, responses=OutputSerializer, operation_id="mcp_reload")
     async def post(self, request: AuthenticatedRequest) -> Response:
         return Response({"reconnected": await mcp_host_reload()})
+
+
+class McpServerLogApi(APIView):
+    """What a server logged (notifications/message), newest first, redacted of its secrets. Staff only."""
+
+    permission_classes = [IsAuthenticated, IsAdminUser]
+
+    class FilterSerializer(serializers.Serializer):
+        level = serializers.ChoiceField(
+            choices=LogLevel.values, required=False, allow_blank=True, help_text="This level and above; blank: all."
+        )
+        limit = serializers.IntegerField(min_value=1, max_value=1000, default=100, required=False)
+
+        class Meta:
+            ref_name = "McpServerLogFilter"
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        level = serializers.ChoiceField(choices=LogLevel.values)
+        logger = serializers.CharField(help_text="The server's name for the logger; may be blank.")
+        # A declared field: the serializer metaclass takes it off the class, so Serializer.data stands.
+        data = serializers.JSONField(allow_null=True, help_text="What the server sent: any JSON value.")  # type: ignore[assignment]
+        created_at = serializers.DateTimeField()
+
+        class Meta:
+            ref_name = "McpServerLogEntry"
+
+    @extend_schema(
+        parameters=[FilterSerializer], responses=OutputSerializer(many=True), operation_id="mcp_servers_logs_list"
+    )
+    async def get(self, request: AuthenticatedRequest, name: str) -> Response:
+        # A plain dict, not the QueryDict: DRF reads an empty value in a QueryDict (?level=) as "not given".
+        filters = self.FilterSerializer(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        entries = await run_db(mcp_server_log, name=name, **filters.validated_data)
+        return Response(self.OutputSerializer(entries, many=True).data)
 
 
 class ArgumentsSerializer(serializers.Serializer):
@@ -449,3 +491,104 @@ class McpCredentialsApi(APIView):
 
         await run_db(clear)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- OAuth sign-in (mcp_servers.oauth) ----------------------------------------------------------------
+
+
+def oauth_redirect_uri(request: Any) -> str:
+    """The callback URI to register at authorization servers: MCP_OAUTH_REDIRECT_URI, else this site's own."""
+    from django.conf import settings
+    from django.urls import reverse
+
+    return settings.MCP_OAUTH_REDIRECT_URI or request.build_absolute_uri(reverse("mcp-oauth-callback"))
+
+
+class McpOAuthApi(APIView):
+    """The caller's OAuth sign-in to a server: its state (never a token), and signing out.
+
+    404 for a server the caller may not use; 400 ``not_oauth`` for one that does not use OAuth sign-in.
+    """
+
+    class OutputSerializer(serializers.Serializer):
+        server = serializers.CharField()
+        signed_in = serializers.BooleanField(help_text="False: the server is needs-sign-in for you.")
+        signed_in_at = serializers.DateTimeField(allow_null=True)
+        scope = serializers.CharField(help_text="Granted.")
+        needs_scope = serializers.CharField(help_text="Asked for by the server since (step-up); blank if none.")
+
+        class Meta:
+            ref_name = "McpOAuthState"
+
+    @extend_schema(responses={200: OutputSerializer, **error_responses(400)}, operation_id="mcp_servers_oauth_retrieve")
+    async def get(self, request: AuthenticatedRequest, name: str) -> Response:
+        user = request.user
+
+        def read() -> dict[str, Any]:
+            return oauth_state_for(server=mcp_server_for_oauth(name=name, user=user), user=user)
+
+        return Response(self.OutputSerializer(await run_db(read)).data)
+
+    @extend_schema(responses={204: None, **error_responses(400)}, operation_id="mcp_servers_oauth_destroy")
+    async def delete(self, request: AuthenticatedRequest, name: str) -> Response:
+        user = request.user
+
+        def forget() -> None:
+            oauth_sign_out(server=mcp_server_for_oauth(name=name, user=user), user=user)
+
+        await run_db(forget)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class McpOAuthConnectApi(APIView):
+    """Start the caller's browser sign-in: discovery, client registration, PKCE; where to send the browser.
+
+    The authorization server sends the browser back to ``/api/mcp/oauth/callback``, which stores the tokens
+    and returns to the chat page.
+    """
+
+    class OutputSerializer(serializers.Serializer):
+        authorization_url = serializers.CharField(help_text="Open it in the browser; valid for 10 minutes.")
+
+        class Meta:
+            ref_name = "McpOAuthConnect"
+
+    @extend_schema(
+        request=None,
+        responses={200: OutputSerializer, **error_responses(400, 502)},
+        operation_id="mcp_servers_oauth_connect",
+    )
+    async def post(self, request: AuthenticatedRequest, name: str) -> Response:
+        user = request.user
+        server = await run_db(mcp_server_for_oauth, name=name, user=user)
+        url = await oauth_flow_start(server=server, user=user, redirect_uri=oauth_redirect_uri(request))
+        return Response(self.OutputSerializer({"authorization_url": url}).data)
+
+
+async def oauth_callback(request: Any) -> Any:
+    """Where the authorization server sends the browser back: store the tokens, return to the chat page.
+
+    The page is told how it went in its query string (``mcp_oauth=<server>`` or ``mcp_oauth_error=...``).
+    """
+    from urllib.parse import urlencode
+
+    from django.contrib.auth.views import redirect_to_login
+    from django.http import HttpResponseRedirect
+
+    from platform_site.exceptions import ApplicationError
+
+    user = await request.auser()
+    if not user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    query = request.GET
+    try:
+        name = await oauth_flow_finish(
+            user=user,
+            state=query.get("state", ""),
+            code=query.get("code"),
+            iss=query.get("iss"),
+            error=query.get("error"),
+        )
+    except ApplicationError as exc:
+        return HttpResponseRedirect("/?" + urlencode({"mcp_oauth_error": exc.message}))
+    return HttpResponseRedirect("/?" + urlencode({"mcp_oauth": name}))

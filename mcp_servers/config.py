@@ -30,8 +30,16 @@ PLACEHOLDER_RE = re.compile(r"\{\{(user\.id|user\.username|[A-Za-z_][A-Za-z0-9_]
 SAFE_USERNAME_RE = re.compile(r"[\w@+][\w.@+-]*")
 
 
+# What a connected server is told of when it changes, instead of being reconnected.
+LIVE_FIELDS = ("log_level", "roots")
+
+
 class ConfigError(Exception):
     """The row cannot be turned into a connection (e.g. a ${VAR} that is not set)."""
+
+
+class NeedsSignIn(ConfigError):
+    """An OAuth server the user has not connected their account to (or must connect again)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,19 @@ class ServerSpec:
     make_dirs: tuple[str, ...] = ()
     # Per-user specs only: the user's secret values, which redaction blanks wherever they show up.
     secrets: tuple[str, ...] = ()
+    # OAuth (McpServer.auth): "oauth" is per-user, each user's connection reads that user's tokens
+    # (``mcp_servers.oauth``); "client_credentials" gets its own token with the client ID and secret.
+    auth: str = "none"
+    oauth_client_id: str = ""
+    oauth_client_secret: str = field(default="", repr=False)
+    oauth_scopes: str = ""
+    oauth_issuer: str = ""
+    # Per-user OAuth specs only: whose tokens, and when they signed in (a new sign-in starts a new connection).
+    oauth_user_id: int | None = None
+    oauth_grant: str = ""
+    # Applied to a live connection without reconnecting (logging/setLevel, roots/list_changed): LIVE_FIELDS.
+    log_level: str = ""
+    roots: tuple[tuple[str, str], ...] = ()  # (uri, name); name may be ""
     fingerprint: str = field(default="", compare=False)
 
     @classmethod
@@ -81,14 +102,22 @@ class ServerSpec:
             user_vars=tuple(sorted(user_vars)),
             required_vars=tuple(sorted(name for name, var in user_vars.items() if var.get("required", True))),
             secret_vars=tuple(sorted(name for name, var in user_vars.items() if var.get("secret", False))),
+            log_level=row.log_level,
+            roots=tuple((root["uri"], root.get("name", "")) for root in row.roots or ()),
+            auth=row.auth,
+            oauth_client_id=row.oauth_client_id,
+            oauth_client_secret=row.oauth_client_secret,
+            oauth_scopes=row.oauth_scopes,
+            oauth_issuer=row.oauth_issuer,
         )
         return spec.with_fingerprint()
 
     def with_fingerprint(self) -> "ServerSpec":
-        # Everything that changes how we connect or what we offer; not the display texts.
-        material = {
-            k: v for k, v in asdict(self).items() if k not in ("fingerprint", "display_name", "description", "enabled")
-        }
+        # Everything that changes how we connect or what we offer; not the display texts, nor what a live
+        # connection is told of (LIVE_FIELDS). Whether there are roots at all is a capability, declared on connecting.
+        skip = ("fingerprint", "display_name", "description", "enabled", *LIVE_FIELDS)
+        material = {k: v for k, v in asdict(self).items() if k not in skip}
+        material["declares_roots"] = bool(self.roots)
         digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
         return ServerSpec(**{**asdict(self), "fingerprint": digest})
 
@@ -99,7 +128,7 @@ class ServerSpec:
     @property
     def per_user(self) -> bool:
         """Whether a placeholder or a user variable makes this a server with one connection per user."""
-        return bool(self.user_vars) or self._uses("id", "username")
+        return bool(self.user_vars) or self._uses("id", "username") or self.auth == "oauth"
 
     def for_user(self, user: "UserContext") -> "ServerSpec":
         """This spec with the placeholders filled in for ``user``; ConfigError if it cannot be.
@@ -114,6 +143,8 @@ class ServerSpec:
         For a stdio server the host creates (see ``user_dirs``) the cwd when it holds a ``{{user.*}}``
         placeholder, and the per-user directory each path argument names.
         """
+        if self.auth == "oauth" and not user.oauth_grant:
+            raise NeedsSignIn("needs sign-in: the user has not connected their account")
         mine = {name: value for name, value in user.vars if name in self.user_vars and value}
         missing = [name for name in self.required_vars if name not in mine]
         if missing:
@@ -148,6 +179,8 @@ class ServerSpec:
             headers=tuple((key, fill(value)) for key, value in self.headers),
             secrets=tuple(sorted(value for name, value in mine.items() if name in self.secret_vars)),
         )
+        if self.auth == "oauth":
+            spec = replace(spec, oauth_user_id=user.id, oauth_grant=user.oauth_grant)
         if self.transport == "stdio":
             spec = replace(spec, make_dirs=tuple(str(path) for path in user_dirs(self, fill)))
         return spec.with_fingerprint()
@@ -161,10 +194,14 @@ class UserContext:
     id: int
     username: str
     vars: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # For an OAuth server: when the user signed in (blank: they have not, or must again).
+    oauth_grant: str = ""
 
     @classmethod
-    def of(cls, user: Any, vars: dict[str, str] | None = None) -> "UserContext":
-        return cls(id=user.pk, username=user.get_username(), vars=tuple(sorted((vars or {}).items())))
+    def of(cls, user: Any, vars: dict[str, str] | None = None, oauth_grant: str = "") -> "UserContext":
+        return cls(
+            id=user.pk, username=user.get_username(), vars=tuple(sorted((vars or {}).items())), oauth_grant=oauth_grant
+        )
 
 
 def user_dirs(template: ServerSpec, fill: Any) -> list[Path]:
@@ -214,6 +251,10 @@ def expanded_env(spec: ServerSpec) -> dict[str, str]:
 
 def expanded_headers(spec: ServerSpec) -> dict[str, str]:
     return {key: expand(value, where=f"header {key}") for key, value in spec.headers}
+
+
+def expanded_client_secret(spec: ServerSpec) -> str:
+    return expand(spec.oauth_client_secret, where="oauth_client_secret")
 
 
 def expanded_url(spec: ServerSpec) -> str:

@@ -6,7 +6,8 @@ header values (``********``) unless asked for them; importing a masked value kee
 
 Beside the Claude Desktop / VS Code keys, an entry may hold ``"access": {"users": [...], "groups": [...]}``
 (present: the server is restricted to those usernames and group names), ``"denied_tools": [...]``,
-``"approval": {"default"?: policy, "tools"?: {tool: policy}}`` and ``"user_vars": {NAME: {...}}``. A key
+``"approval": {"default"?: policy, "tools"?: {tool: policy}}``, ``"user_vars": {NAME: {...}}`` and
+``"roots": [{"uri": "file:///...", "name"?: "..."}]`` (what the host answers on roots/list). A key
 a format does not define is an error; the client-side keys of VS Code's entries (``envFile``, ``dev``,
 ``gallery``, ``version``) are accepted and reported as ignored.
 """
@@ -22,7 +23,7 @@ from platform_site.exceptions import ValidationFailed
 
 from .models import McpServer, Transport
 from .redaction import mask_values
-from .validators import POLICIES, USER_VAR_KEYS, USER_VAR_NAME_RE, validate_server_name
+from .validators import POLICIES, USER_VAR_KEYS, USER_VAR_NAME_RE, validate_roots, validate_server_name
 
 NAME_MAX_LENGTH = 40
 DEFAULT_TIMEOUT_SECONDS = 30
@@ -57,7 +58,9 @@ APPROVAL_KEYS = ("default", "tools")
 
 # The keys this platform reads in an entry of each format.
 CONNECTION_KEYS = frozenset({"command", "args", "env", "cwd", "url", "headers"})
-PLATFORM_KEYS = frozenset({"display_name", "description", "timeout", "denied_tools", "access", "approval", "user_vars"})
+PLATFORM_KEYS = frozenset(
+    {"display_name", "description", "timeout", "denied_tools", "access", "approval", "user_vars", "roots"}
+)
 DESKTOP_KEYS = CONNECTION_KEYS | PLATFORM_KEYS | {"type", "disabled"}
 SEED_KEYS = PLATFORM_KEYS | {"transport_type", "config", "enabled", "is_active"}
 # Keys VS Code's mcp.json defines that only mean something on the client: a local env file, its
@@ -86,6 +89,7 @@ class ParsedServer:
     approval_default: str = ""  # blank: no server default (allow)
     tool_policies: dict[str, str] = field(default_factory=dict)
     user_vars: dict[str, dict[str, object]] = field(default_factory=dict)
+    roots: list[dict[str, str]] = field(default_factory=list)
     # Client-only keys of the entry that were accepted and not used (CLIENT_ONLY_KEYS).
     ignored_keys: tuple[str, ...] = ()
     # The key in the file when it had to be changed into a valid server name.
@@ -244,6 +248,17 @@ def _user_vars(entry: dict, *, where: str) -> dict[str, dict[str, object]]:
     return parsed
 
 
+def _roots(entry: dict, *, where: str) -> list[dict[str, str]]:
+    value = entry.get("roots")
+    if value is None:
+        return []
+    try:
+        validate_roots(value)
+    except ValidationError as exc:
+        raise ConfigFileError(f"{where}: roots: {' '.join(exc.messages)}") from exc
+    return [dict(root) for root in value]
+
+
 def _transport(value: object, *, command: str, url: str, where: str) -> str:
     if value is None:
         if command and url:
@@ -302,6 +317,7 @@ def _parse_entry(
         approval_default=approval_default,
         tool_policies=tool_policies,
         user_vars=_user_vars(meta, where=where),
+        roots=_roots(meta, where=where),
         ignored_keys=ignored_keys,
         command=command,
         args=args,
@@ -382,7 +398,7 @@ def mcp_config_parse(data: object) -> list[ParsedServer]:
 
 def mcp_config_export(servers: Iterable[McpServer], *, include_secrets: bool = False) -> dict:
     """The servers in the Claude Desktop format. Display name, description, timeout, denied tools,
-    access, approval and user variables are written (as the seed format names the first three) only
+    access, approval, user variables and roots are written (as the seed format names the first three) only
     when set, so the file re-imports unchanged. Pass rows with ``allowed_users`` and ``allowed_groups``
     prefetched.
 
@@ -429,5 +445,7 @@ def mcp_config_export(servers: Iterable[McpServer], *, include_secrets: bool = F
             entry["approval"] = approval
         if server.user_vars:
             entry["user_vars"] = {name: dict(spec) for name, spec in server.user_vars.items()}
+        if server.roots:
+            entry["roots"] = [dict(root) for root in server.roots]
         entries[server.name] = entry
     return {"mcpServers": entries}

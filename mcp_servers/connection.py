@@ -12,33 +12,56 @@ server's redactor first, so its configured secrets never reach a log, a status o
 """
 
 import asyncio
+import contextvars
 import logging
 import os
 import random
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar, cast
 
 import httpx2
 from mcp import Client, MCPError, StdioServerParameters
 from mcp import types as mcp_types
+from mcp.client.session import ClientRequestContext
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import ListenNotSupportedError, SubscriptionLost
 from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+from mcp.shared.dispatcher import ProgressFnT
+from mcp_types import CONNECTION_CLOSED, LOG_LEVEL_META_KEY, REQUEST_TIMEOUT, RequestParamsMeta
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
+from platform_site.db import run_db
+
 from .config import ConfigError, ServerSpec, expanded_env, expanded_headers, expanded_url
+from .interactions import (
+    CallContext,
+    ElicitationAnswer,
+    ElicitationRequest,
+    InteractionRefused,
+    SamplingRequest,
+    answer_without_user,
+    interaction_settings,
+    sample_without_user,
+)
+from .models import Policy
 from .redaction import Redactor, redactor_for
 from .results import ServerStatus, Status
+from .server_log import ServerLogSink
+
+try:  # not public API: stops a request's timeout while a person answers (see _InFlight)
+    from mcp.shared import _request_clock
+except ImportError:  # pragma: no cover
+    _request_clock = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 stderr_logger = logging.getLogger("mcp_servers.stderr")
 
 CLIENT_INFO = mcp_types.Implementation(name="llm-platform", version="0.1.0")
@@ -183,10 +206,14 @@ async def _stderr_pipe(log: StderrLog) -> AsyncIterator[TextIO]:
 
 
 @asynccontextmanager
-async def open_transport(spec: ServerSpec, *, stderr: StderrLog | None = None) -> AsyncIterator[Any]:
+async def open_transport(
+    spec: ServerSpec, *, stderr: StderrLog | None = None, on_sign_in_required: Callable[[str], None] | None = None
+) -> AsyncIterator[Any]:
     """The SDK transport for ``spec``, with ${VAR}s expanded now; ConfigError when it cannot be built.
 
-    A stdio server's stderr goes to ``stderr`` (a fresh log for this server when not given).
+    A stdio server's stderr goes to ``stderr`` (a fresh log for this server when not given). An OAuth
+    server's requests carry its token (``mcp_servers.oauth``); ``on_sign_in_required`` hears when the
+    server wants the user to sign in again.
     """
     if spec.transport == "stdio":
         if not spec.command:
@@ -206,10 +233,13 @@ async def open_transport(spec: ServerSpec, *, stderr: StderrLog | None = None) -
         return
     url = expanded_url(spec)
     headers = expanded_headers(spec)
+    from .oauth import connection_auth
+
+    auth = connection_auth(spec, on_sign_in_required=on_sign_in_required)
     if spec.transport == "sse":
-        yield sse_client(url, headers=headers, timeout=30, sse_read_timeout=300)
+        yield sse_client(url, headers=headers, timeout=30, sse_read_timeout=300, auth=auth)
         return
-    async with create_mcp_http_client(headers=headers) as http_client:
+    async with create_mcp_http_client(headers=headers, auth=auth) as http_client:
         yield streamable_http_client(url, http_client=http_client)
 
 
@@ -230,6 +260,8 @@ class ServerConnection:
         self._redact = redactor_for(spec)
         # One for the connection's lifetime, so a restart does not log the same start-up lines again.
         self._stderr = StderrLog(spec.name, self._redact)
+        self.log = ServerLogSink(spec.name, self._redact)
+        self._notices: set[asyncio.Task[None]] = set()  # log level and roots changes on their way to the server
         self.tools: list[mcp_types.Tool] = []
         self._on_tools_changed = on_tools_changed
         self._connect_timeout = connect_timeout
@@ -244,6 +276,7 @@ class ServerConnection:
         self._tools_changed = asyncio.Event()
         self._stopping = False
         self._reconnecting = False
+        self._sign_in_required = False  # OAuth: the server refused the user's token; only a new sign-in helps
         self._task: asyncio.Task[None] | None = None
         # status
         self.status: Status = "connecting"
@@ -257,6 +290,8 @@ class ServerConnection:
         self.calls = 0
         self.errors = 0
         self.last_call_ms: int | None = None
+        # Tool calls in flight, oldest first: whom a server's sampling or elicitation request belongs to.
+        self._in_flight: list[_InFlight] = []
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -274,6 +309,7 @@ class ServerConnection:
                 self._task.cancel()
             except Exception:  # the owner already recorded its own failure
                 logger.debug("stopping %s", self.spec.name, exc_info=True)
+        await self.log.aclose()
 
     def reconnect(self) -> None:
         """Drop the current connection (if any) and connect again now.
@@ -316,6 +352,14 @@ class ServerConnection:
             last_call_ms=self.last_call_ms,
         )
 
+    def _on_sign_in_required(self, _scope: str) -> None:
+        # Not "lost": nothing reconnects until the user signs in again (the host then starts a new connection).
+        if not self._sign_in_required and not self._stopping:
+            logger.info("MCP server %s: the server refused the user's authorization; needs sign-in", self.spec.name)
+        self._sign_in_required = True
+        self._fail("needs sign-in: the server refused the user's authorization")
+        self._dead.set()
+
     def _mark_dead(self, reason: str) -> None:
         reason = self._redact(reason)
         if not self._dead.is_set() and not self._stopping:
@@ -355,10 +399,14 @@ class ServerConnection:
                 self.connected_since = None
             if self._stopping:
                 break
+            if self._sign_in_required:
+                self._fail("needs sign-in: the server refused the user's authorization")
+                self.status = "needs-sign-in"
+                retry_later = False
             if self._reconnecting:
                 backoff = self._backoff_initial
                 continue  # at once, still "connecting": calls are waiting for this attempt
-            if self.status != "error":
+            if self.status not in ("error", "needs-sign-in"):
                 self._fail("connection closed")
             delay = backoff * random.uniform(0.8, 1.2) if retry_later else None  # noqa: S311
             try:
@@ -372,16 +420,25 @@ class ServerConnection:
     async def _serve(self) -> None:
         async with AsyncExitStack() as stack:
             async with asyncio.timeout(self._connect_timeout):
-                transport = await stack.enter_async_context(open_transport(self.spec, stderr=self._stderr))
+                transport = await stack.enter_async_context(
+                    open_transport(self.spec, stderr=self._stderr, on_sign_in_required=self._on_sign_in_required)
+                )
                 client = Client(
                     _watched(transport, lambda: self._mark_dead("the server closed the connection")),
                     mode=self._mode,
                     read_timeout_seconds=self._connect_timeout,
                     message_handler=self._on_message,
+                    logging_callback=self._on_log,
+                    # Declared only with roots to give (a capability is fixed at connect time: the fingerprint
+                    # reconnects a server whose roots come or go); a change of them is announced instead.
+                    list_roots_callback=self._list_roots if self.spec.roots else None,
                     client_info=CLIENT_INFO,
+                    sampling_callback=self._on_sampling,
+                    elicitation_callback=self._on_elicitation,
                 )
                 await stack.enter_async_context(client)
                 await self._load_tools(client)
+                await self._send_log_level(client)
             self.protocol_version = client.protocol_version
             self.server_info = client.server_info
             self.capabilities = client.server_capabilities.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -448,6 +505,62 @@ class ServerConnection:
         except Exception as exc:
             logger.warning("MCP server %s: refetching tools failed: %s", self.spec.name, self._redact(describe(exc)))
 
+    # --- what the host tells the server, and answers it: log level, log messages, roots ----------------
+
+    def update_spec(self, spec: ServerSpec) -> None:
+        """Take a saved row whose fingerprint is unchanged; tell the server of a new log level or new roots.
+
+        A log level set back to blank is not sent: the server keeps the last one until it reconnects.
+        """
+        old, self.spec = self.spec, spec
+        client = self._client
+        if client is None or self.status != "connected":
+            return  # a connection being made reads the new spec
+        if spec.log_level and spec.log_level != old.log_level:
+            self._notice(self._send_log_level(client))
+        if spec.roots != old.roots:
+            self._notice(self._announce_roots(client))
+
+    def _notice(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
+    def _log_opt_in(self, client: Client) -> RequestParamsMeta | None:
+        # 2026-07-28 servers send log messages only for a request that asks for them, at or above its level.
+        if not self.spec.log_level or client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            return None
+        return cast(RequestParamsMeta, {LOG_LEVEL_META_KEY: self.spec.log_level})
+
+    async def _send_log_level(self, client: Client) -> None:
+        """logging/setLevel, for 2025-era servers that declare logging (newer ones are asked per request)."""
+        level = self.spec.log_level
+        if not level or client.protocol_version in MODERN_PROTOCOL_VERSIONS or not client.server_capabilities.logging:
+            return
+        request = mcp_types.SetLevelRequest(params=mcp_types.SetLevelRequestParams(level=level))  # type: ignore[arg-type]
+        try:
+            await client.session.send_request(request, mcp_types.EmptyResult, request_read_timeout_seconds=10)
+        except (MCPError, TimeoutError, ValidationError) as exc:
+            reason = self._redact(describe(exc))
+            logger.warning("MCP server %s: setting the log level failed: %s", self.spec.name, reason)
+
+    async def _announce_roots(self, client: Client) -> None:
+        # 2026-07-28 has no such notice: a server asks for the roots when it needs them, and gets the new ones.
+        if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return
+        try:
+            await client.session.send_notification(mcp_types.RootsListChangedNotification())
+        except Exception as exc:
+            reason = self._redact(describe(exc))
+            logger.warning("MCP server %s: announcing new roots failed: %s", self.spec.name, reason)
+
+    async def _on_log(self, params: mcp_types.LoggingMessageNotificationParams) -> None:
+        self.log.add(params.level, params.logger, params.data)
+
+    async def _list_roots(self, context: ClientRequestContext) -> mcp_types.ListRootsResult | mcp_types.ErrorData:
+        roots = [mcp_types.Root(uri=uri, name=name or None) for uri, name in self.spec.roots]  # type: ignore[arg-type]
+        return mcp_types.ListRootsResult(roots=roots)
+
     # --- calls ---------------------------------------------------------------------------
 
     async def _ready_client(self) -> Client:
@@ -460,18 +573,40 @@ class ServerConnection:
         return self._client
 
     async def call_tool(
-        self, tool: str, arguments: dict[str, Any]
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        on_progress: ProgressFnT | None = None,
+        interaction: CallContext | None = None,
     ) -> tuple[mcp_types.CallToolResult | None, str | None, int]:
-        """(result, error message, duration ms): exactly one of result and error is set."""
+        """(result, error message, duration ms): exactly one of result and error is set.
+
+        ``on_progress`` gets the server's progress notices for this call (on the host loop). Cancelling the
+        task that awaits this sends the server ``notifications/cancelled`` (the SDK does, for a call abandoned).
+        ``interaction`` answers the server's sampling and elicitation requests made during the call (None:
+        nobody is behind it; see ``interactions``).
+        """
         started = time.perf_counter()
         timeout = self.spec.timeout_seconds
         error: str | None = None
         result: mcp_types.CallToolResult | None = None
+        flight = _InFlight(interaction)
+        self._in_flight.append(flight)
         try:
             client = await self._ready_client()
             async with self._semaphore:
-                async with asyncio.timeout(timeout + 5):  # a backstop over the SDK's own read timeout
-                    result = await client.call_tool(tool, arguments, read_timeout_seconds=timeout)
+                async with asyncio.timeout(timeout + 5) as backstop:  # a backstop over the SDK's own read timeout
+                    flight.backstop = backstop
+                    result = await flight.run(
+                        client.call_tool(
+                            tool,
+                            arguments,
+                            read_timeout_seconds=timeout,
+                            progress_callback=on_progress,
+                            meta=self._log_opt_in(client),
+                        )
+                    )
         except ServerUnavailable as exc:
             error = exc.message
         except MCPError as exc:
@@ -491,6 +626,11 @@ class ServerConnection:
             # stored history get no more than a user may see.
             error = f"MCP server {self.spec.name!r} is unavailable: the connection failed during the call"
             self._mark_dead(describe(exc))
+        finally:
+            flight.done = True
+            self._in_flight.remove(flight)
+        if error is not None and self._sign_in_required:
+            error = f"MCP server {self.spec.name!r} needs the user to sign in again"
         if error is not None:
             error = self._redact(error)
         duration = int((time.perf_counter() - started) * 1000)
@@ -499,6 +639,80 @@ class ServerConnection:
         if error is not None or (result is not None and result.is_error):
             self.errors += 1
         return result, error, duration
+
+    # --- the server's own requests during a call: sampling, elicitation ---------------------------
+
+    def _caller(self) -> "_InFlight | bool | None":
+        """The call a server request belongs to; None when no call is in flight, False when it is ambiguous.
+
+        The SDK does not say which call a request serves. One call in flight, or calls of one user only
+        (a per-user server's connection), is unambiguous: the oldest is taken. Calls of several users (or
+        one with nobody behind it) on a shared connection are not: no user is shown another's request.
+        """
+        current = _CURRENT_CALL.get()  # exact when the request is resolved inside the call (2026-07-28)
+        if current is not None and current in self._in_flight:
+            return current
+        if not self._in_flight:
+            return None
+        if len({flight.user_id for flight in self._in_flight}) > 1:
+            return False
+        return self._in_flight[0]
+
+    async def _on_sampling(
+        self, context: ClientRequestContext, params: mcp_types.CreateMessageRequestParams
+    ) -> mcp_types.CreateMessageResult | mcp_types.ErrorData:
+        flight = self._caller()
+        if flight is False:
+            logger.warning("MCP server %s: a sampling request during calls of several users: refused", self.spec.name)
+            return _refused("Sampling refused: the request cannot be matched to one user's tool call.")
+        try:
+            config = await run_db(interaction_settings, server=self.spec.name)
+            if config.sampling_policy == Policy.DENY:
+                raise InteractionRefused("Sampling is not allowed for this server.")
+            request = _sampling_request(params)
+            if not isinstance(flight, _InFlight) or flight.interaction is None:
+                answer = await sample_without_user(request, config)
+            else:
+                with flight.waiting():
+                    answer = await flight.interaction.sample(request, config)
+        except InteractionRefused as exc:
+            return _refused(exc.message)
+        except Exception:
+            logger.exception("MCP server %s: answering a sampling request failed", self.spec.name)
+            return _refused("Sampling failed in the host.")
+        return mcp_types.CreateMessageResult(
+            role="assistant",
+            content=mcp_types.TextContent(type="text", text=answer.text),
+            model=answer.model,
+            stop_reason=answer.stop_reason,
+        )
+
+    async def _on_elicitation(
+        self, context: ClientRequestContext, params: mcp_types.ElicitRequestParams
+    ) -> mcp_types.ElicitResult | mcp_types.ErrorData:
+        flight = self._caller()
+        if flight is False:
+            logger.warning("MCP server %s: an elicitation during calls of several users: declined", self.spec.name)
+            return mcp_types.ElicitResult(action="decline")
+        request: ElicitationRequest
+        if isinstance(params, mcp_types.ElicitRequestURLParams):
+            request = ElicitationRequest(
+                mode="url", message=params.message, url=params.url, elicitation_id=params.elicitation_id
+            )
+        else:
+            request = ElicitationRequest(mode="form", message=params.message, requested_schema=params.requested_schema)
+        try:
+            config = await run_db(interaction_settings, server=self.spec.name)
+            if not isinstance(flight, _InFlight) or flight.interaction is None:
+                answer = answer_without_user(request, config)
+            else:
+                with flight.waiting():
+                    answer = await flight.interaction.elicit(request, config)
+        except Exception:
+            logger.exception("MCP server %s: answering an elicitation failed", self.spec.name)
+            answer = ElicitationAnswer(action="cancel")
+        content = answer.content if answer.action == "accept" and request.mode == "form" else None
+        return mcp_types.ElicitResult(action=answer.action, content=content)
 
     async def request(self, what: str, call: Callable[[Client], Any]) -> Any:
         """Any other request (resources, prompts) with the server's timeout; MCP errors propagate."""
@@ -510,6 +724,88 @@ class ServerConnection:
             if exc.code == CONNECTION_CLOSED:
                 self._mark_dead(f"connection closed during {what}")
             raise
+
+
+_CURRENT_CALL: contextvars.ContextVar["_InFlight | None"] = contextvars.ContextVar("mcp_call", default=None)
+
+
+class _InFlight:
+    """One tool call in flight on a connection: who is behind it, and the clocks that time it.
+
+    While the call's owner waits for a person (an approval, a form) or a model, the SDK's read timeout
+    and our backstop stop: a tool's timeout measures the server, not the user.
+    """
+
+    def __init__(self, interaction: CallContext | None) -> None:
+        self.interaction = interaction
+        self.user_id = interaction.user_id if interaction is not None else None
+        self.backstop: asyncio.Timeout | None = None
+        self.done = False
+        self._context: contextvars.Context | None = None
+        self._waits = 0
+        self._clock: Any = None
+        self._backstop_left: float | None = None
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        # In a context of its own: the SDK's request clock set in it can then be reached from a request handler.
+        self._context = contextvars.copy_context()
+        self._context.run(_CURRENT_CALL.set, self)
+        return await asyncio.get_running_loop().create_task(coro, context=self._context)
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        self._waits += 1
+        if self._waits == 1:
+            self._pause()
+        try:
+            yield
+        finally:
+            self._waits -= 1
+            if self._waits == 0:
+                self._resume()
+
+    def _pause(self) -> None:
+        if self.done:
+            return
+        if _request_clock is not None and self._context is not None:
+            self._clock = self._context.get(_request_clock._clock)
+            if self._clock is not None:
+                self._clock.pause()
+        if self.backstop is not None and (when := self.backstop.when()) is not None:
+            self._backstop_left = when - asyncio.get_running_loop().time()
+            self.backstop.reschedule(None)
+
+    def _resume(self) -> None:
+        clock, self._clock = self._clock, None
+        left, self._backstop_left = self._backstop_left, None
+        if self.done:
+            return
+        if clock is not None:
+            clock.resume()
+        if self.backstop is not None and left is not None:
+            self.backstop.reschedule(asyncio.get_running_loop().time() + max(left, 0))
+
+
+def _refused(message: str) -> mcp_types.ErrorData:
+    # -1: what the specification's examples answer for a sampling request the user rejected.
+    return mcp_types.ErrorData(code=-1, message=message)
+
+
+def _text_of(message: mcp_types.SamplingMessage) -> str:
+    return "\n".join(
+        block.text if isinstance(block, mcp_types.TextContent) else f"[{block.type} content left out]"
+        for block in message.content_as_list
+    )
+
+
+def _sampling_request(params: mcp_types.CreateMessageRequestParams) -> SamplingRequest:
+    return SamplingRequest(
+        messages=[{"role": message.role, "text": _text_of(message)} for message in params.messages],
+        max_tokens=params.max_tokens,
+        system_prompt=params.system_prompt,
+        temperature=params.temperature,
+        stop_sequences=params.stop_sequences,
+    )
 
 
 class ServerUnavailable(Exception):

@@ -23,18 +23,21 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from django.conf import settings
+from mcp.shared.dispatcher import ProgressFnT
 
 from platform_site.db import run_db
 
-from .config import ConfigError, ServerSpec, UserContext
+from .config import LIVE_FIELDS, ConfigError, NeedsSignIn, ServerSpec, UserContext
 from .connection import ServerConnection, ServerUnavailable, describe, open_transport
 from .credentials import credential_values_for
+from .interactions import CallContext
 from .models import McpServer
 from .naming import namespace_tools
+from .oauth import oauth_grants_for
 from .redaction import redactor_for
 from .results import ServerStatus, ToolInfo, ToolResult
 
@@ -156,6 +159,9 @@ class McpHost:
                 spec = per_user.get(key[0])
                 if spec is None or spec.fingerprint != user_connection.template_fingerprint:
                     stale.append(self.user_connections.pop(key).connection)
+                else:  # the user's own values stay; a new log level or new roots are passed on
+                    live = {name: getattr(spec, name) for name in LIVE_FIELDS}
+                    user_connection.connection.update_spec(replace(user_connection.connection.spec, **live))
             for name, connection in list(self.connections.items()):
                 if name not in enabled:
                     stale.append(self.connections.pop(name))
@@ -165,7 +171,7 @@ class McpHost:
                     self.connections[name] = self._connect(wanted[name])
                     changed.append(name)
                 else:
-                    connection.spec = wanted[name]  # at most display texts differ
+                    connection.update_spec(wanted[name])  # display texts, or what it is told of without reconnecting
             for name in sorted(enabled - set(self.connections)):
                 self.connections[name] = self._connect(wanted[name])
                 changed.append(name)
@@ -297,6 +303,8 @@ class McpHost:
                 return self._connection(name).snapshot()
             try:
                 user_connection = self._user_connection(name, (await self._contexts(user, [name]))[name])
+            except NeedsSignIn:
+                return ServerStatus(name=name, status="needs-sign-in")
             except ConfigError as exc:
                 return ServerStatus(name=name, status="error", last_error=f"configuration: {exc}")
             await user_connection.connection.wait_connected(settings.MCP_READY_WAIT)
@@ -343,10 +351,17 @@ class McpHost:
         """For each per-user server in ``names``: ``user`` with their own values of its user_vars (one query)."""
         context = UserContext.of(user)
         with_vars = [name for name in names if name in self.per_user and self.per_user[name].user_vars]
-        if not with_vars:
+        with_oauth = [name for name in names if name in self.per_user and self.per_user[name].auth == "oauth"]
+        if not with_vars and not with_oauth:
             return dict.fromkeys(names, context)
-        values = await run_db(credential_values_for, user_id=context.id, server_names=with_vars)
-        return {name: UserContext.of(user, values.get(name)) if name in with_vars else context for name in names}
+        values = await run_db(credential_values_for, user_id=context.id, server_names=with_vars) if with_vars else {}
+        grants = await run_db(oauth_grants_for, user_id=context.id, server_names=with_oauth) if with_oauth else {}
+        return {
+            name: UserContext.of(user, values.get(name), grants.get(name, ""))
+            if name in with_vars or name in with_oauth
+            else context
+            for name in names
+        }
 
     def _user_connection(self, name: str, user: UserContext) -> _UserConnection:
         """``user``'s connection to the per-user server ``name``, started if need be; marked as just used.
@@ -425,10 +440,21 @@ class McpHost:
 
     # --- acting ----------------------------------------------------------------------------------
 
-    async def acall_tool(self, namespaced_name: str, arguments: dict[str, Any], *, user: Any = None) -> ToolResult:
+    async def acall_tool(
+        self,
+        namespaced_name: str,
+        arguments: dict[str, Any],
+        *,
+        user: Any = None,
+        on_progress: ProgressFnT | None = None,
+        interaction: CallContext | None = None,
+    ) -> ToolResult:
         """Call a tool by the name models see. Every failure is an error result, never an exception.
 
         A per-user server's tool is called on ``user``'s connection (started again if it was closed).
+        ``on_progress(progress, total, message)`` (async) gets the server's progress notices, on the host's
+        loop: hop back to your own. Cancelling the await tells the server (``notifications/cancelled``).
+        ``interaction`` answers the server's sampling and elicitation requests during the call.
         """
 
         async def call() -> ToolResult:
@@ -446,8 +472,16 @@ class McpHost:
                     names = self._user_names(context.id)
                     return next((t for (s, t), name in names.items() if s == server and name == namespaced_name), None)
 
-                return await self._call_for_user(server, context, arguments, asked=namespaced_name, pick=offered)
-            return await self._call(server, tool, arguments)
+                return await self._call_for_user(
+                    server,
+                    context,
+                    arguments,
+                    asked=namespaced_name,
+                    pick=offered,
+                    on_progress=on_progress,
+                    interaction=interaction,
+                )
+            return await self._call(server, tool, arguments, on_progress=on_progress, interaction=interaction)
 
         return await self._run(call())
 
@@ -459,6 +493,8 @@ class McpHost:
         *,
         asked: str,
         pick: Callable[[ServerConnection], str | None],
+        on_progress: ProgressFnT | None = None,
+        interaction: CallContext | None = None,
     ) -> ToolResult:
         """Call, on ``user``'s connection to ``server``, the tool ``pick`` chooses once it is connected."""
         try:
@@ -474,7 +510,9 @@ class McpHost:
             tool = pick(connection)
             if tool is None:
                 return ToolResult.error(server, asked, f"Unknown tool {asked!r}")
-            return await self._call_on(connection, server, tool, arguments)
+            return await self._call_on(
+                connection, server, tool, arguments, on_progress=on_progress, interaction=interaction
+            )
         finally:
             user_connection.calls_in_flight -= 1
             user_connection.touch()
@@ -507,16 +545,36 @@ class McpHost:
 
         return await self._run(call())
 
-    async def _call(self, server: str, tool: str, arguments: dict[str, Any]) -> ToolResult:
+    async def _call(
+        self,
+        server: str,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        on_progress: ProgressFnT | None = None,
+        interaction: CallContext | None = None,
+    ) -> ToolResult:
         try:
             connection = self._connection(server)
         except (UnknownServer, ServerUnavailable) as exc:
             return ToolResult.error(server, tool, getattr(exc, "message", f"Unknown MCP server {server!r}"))
-        return await self._call_on(connection, server, tool, arguments)
+        return await self._call_on(
+            connection, server, tool, arguments, on_progress=on_progress, interaction=interaction
+        )
 
     @staticmethod
-    async def _call_on(connection: ServerConnection, server: str, tool: str, arguments: dict[str, Any]) -> ToolResult:
-        result, error, duration = await connection.call_tool(tool, arguments)
+    async def _call_on(
+        connection: ServerConnection,
+        server: str,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        on_progress: ProgressFnT | None = None,
+        interaction: CallContext | None = None,
+    ) -> ToolResult:
+        result, error, duration = await connection.call_tool(
+            tool, arguments, on_progress=on_progress, interaction=interaction
+        )
         if error is not None or result is None:
             return ToolResult.error(server, tool, error or "no result", duration)
         return ToolResult.from_mcp(server, tool, result, duration)

@@ -44,10 +44,18 @@ class LogLevel(models.TextChoices):
 
 
 class NonInteractive(models.TextChoices):
-    """What an elicitation gets when no person can answer (Celery, management commands, REST JSON)."""
+    """What an elicitation gets when no person can answer: a call with no turn behind it (Celery, commands)."""
 
     DECLINE = "decline", "decline"
     ACCEPT_DEFAULTS = "accept_defaults", "accept with the schema's defaults"
+
+
+class AuthMode(models.TextChoices):
+    """How the host authenticates to a remote (HTTP) server."""
+
+    NONE = "none", "none (or headers)"
+    OAUTH = "oauth", "OAuth 2.1: each user signs in in their browser"
+    CLIENT_CREDENTIALS = "client_credentials", "OAuth 2.1 client credentials (no user)"
 
 
 class McpServer(models.Model):
@@ -108,6 +116,29 @@ class McpServer(models.Model):
         validators=[validate_user_vars],
         help_text='Values each user sets for themselves: {"GITHUB_TOKEN": {"title": "GitHub token", "secret": true}}. '
         'A stdio server gets each in its environment; "{{GITHUB_TOKEN}}" puts one in args, env, headers or URL.',
+    )
+    auth = models.CharField(
+        max_length=20,
+        choices=AuthMode.choices,
+        default=AuthMode.NONE,
+        help_text="HTTP transports: OAuth makes the server per-user (each user connects in their browser).",
+    )
+    oauth_client_id = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="A client registered beforehand at the authorization server; blank: dynamic registration "
+        "(oauth only; client_credentials needs one).",
+    )
+    oauth_client_secret = models.CharField(
+        max_length=500, blank=True, help_text='Write-only. May be a "${VAR}" reference to the host environment.'
+    )
+    oauth_scopes = models.CharField(
+        max_length=500, blank=True, help_text="Space-separated scopes to ask for; blank: what the server advertises."
+    )
+    oauth_issuer = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="client_credentials: the authorization server the client secret may be sent to (its issuer URL).",
     )
     # --- what the host answers the server's own requests with ------------------------------------
     log_level = models.CharField(
@@ -182,6 +213,10 @@ class McpServer(models.Model):
                 shape_errors[field] = exc.messages
         if shape_errors:
             raise ValidationError(shape_errors)
+        if self.auth != AuthMode.NONE and self.transport == Transport.STDIO:
+            raise ValidationError({"auth": "OAuth is for HTTP transports."})
+        if self.auth == AuthMode.CLIENT_CREDENTIALS and not (self.oauth_client_id and self.oauth_client_secret):
+            raise ValidationError({"oauth_client_id": "Client credentials need a client ID and a client secret."})
         if self.transport == Transport.STDIO and not self.command.strip():
             raise ValidationError({"command": "A stdio server needs a command."})
         if self.transport in (Transport.STREAMABLE_HTTP, Transport.SSE):
@@ -260,3 +295,44 @@ class McpServerLogEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.server} {self.level} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class McpOAuthToken(models.Model):
+    """One user's OAuth grant for one server (``mcp_servers.oauth``): tokens and client registration, encrypted.
+
+    ``data`` holds ``{"tokens": OAuthToken, "client_info": OAuthClientInformationFull}`` as JSON, encrypted
+    like the user credentials. No ``tokens`` (or no row): the user must sign in, with ``needs_scope`` when the
+    server asked for more scope than the last grant had.
+    """
+
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="oauth_tokens")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    data = models.TextField(help_text="Tokens and client registration as JSON, encrypted; never shown.")
+    signed_in_at = models.DateTimeField(null=True, blank=True, help_text="Empty: the user must sign in (again).")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Of the access token.")
+    scope = models.CharField(max_length=1000, blank=True, help_text="Granted.")
+    needs_scope = models.CharField(max_length=1000, blank=True, help_text="Asked for by the server (step-up).")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "MCP OAuth token"
+        constraints = [models.UniqueConstraint(fields=["server", "user"], name="mcp_oauth_token_unique_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.server} for user {self.user_id}"
+
+
+class McpOAuthFlow(models.Model):
+    """A browser sign-in under way: found by its ``state`` at the callback, used once, valid a few minutes."""
+
+    state = models.CharField(max_length=100, unique=True)
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    data = models.TextField(help_text="PKCE verifier, client, metadata and redirect URI as JSON, encrypted.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "MCP OAuth sign-in in progress"
+
+    def __str__(self) -> str:
+        return f"{self.server} sign-in for user {self.user_id}"

@@ -40,6 +40,7 @@ def server_secrets(spec: ServerSpec) -> set[str]:
         values.extend(filter(None, [url.password]))
         values.extend(value for _name, value in parse_qsl(url.query))
     values.extend(spec.secrets)
+    values.extend((spec.oauth_client_secret, _expand_known(spec.oauth_client_secret)))
     return {value.strip() for value in values if len(value.strip()) >= MIN_SECRET_LENGTH}
 
 

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # "per-user": a server with one connection per user, which has no one state for the whole process.
 # "needs-setup": shown to a user who has not set the server's required user_vars (never the host's own state).
-Status = Literal["connecting", "connected", "error", "disabled", "per-user", "needs-setup"]
+# "needs-sign-in": an OAuth server the user has not connected their account to, or must connect again.
+Status = Literal["connecting", "connected", "error", "disabled", "per-user", "needs-setup", "needs-sign-in"]
 
 
 class ToolInfo(BaseModel):

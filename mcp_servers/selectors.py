@@ -31,7 +31,8 @@ from .config import ServerSpec
 from .connection import ServerUnavailable
 from .credentials import credential_names_for
 from .host import UnknownServer, UnknownTool, get_host
-from .models import McpServer
+from .models import LogLevel, McpServer, McpServerLogEntry
+from .oauth import oauth_servers, oauth_sign_in_missing
 from .redaction import Redactor, redactor_for
 from .results import ServerStatus, ToolInfo
 
@@ -236,6 +237,61 @@ def mcp_needs_setup_error(*, missing: dict[str, list[str]]) -> ValidationFailed:
     )
 
 
+@dataclass
+class _SignInRules:
+    loaded_at: float
+    generation: int
+    servers: frozenset[str]  # the servers each user signs in to (auth = oauth)
+
+
+_sign_in: _SignInRules | None = None
+
+
+def _oauth_servers() -> frozenset[str]:
+    """Kept like the access rules, and forgotten with them (``mcp_access_cache_clear``)."""
+    global _sign_in
+    rules, now = _sign_in, time.monotonic()
+    if (
+        rules is not None
+        and rules.generation == _access_generation
+        and now - rules.loaded_at <= settings.CONFIG_CACHE_SECONDS
+    ):
+        return rules.servers
+    generation = _access_generation
+    servers = oauth_servers()
+    if generation == _access_generation:
+        _sign_in = _SignInRules(loaded_at=now, generation=generation, servers=servers)
+    return servers
+
+
+def mcp_servers_needing_sign_in(*, user: User) -> frozenset[str]:
+    """The OAuth servers ``user`` has not connected their account to (or must again): "needs-sign-in" to them,
+    and their tools are not offered to them. No query while no server uses OAuth sign-in."""
+    servers = _oauth_servers()
+    return oauth_sign_in_missing(user_id=user.pk, server_names=servers) if servers else frozenset()
+
+
+def mcp_needs_sign_in_error(*, servers: list[str]) -> ValidationFailed:
+    """400 ``mcp_server_needs_sign_in``: the user must connect their account to these servers first."""
+    return ValidationFailed(
+        f"MCP server(s) need you to sign in first (POST /api/mcp/servers/{{name}}/oauth/connect): "
+        f"{', '.join(sorted(servers))}.",
+        code="mcp_server_needs_sign_in",
+        details={"servers": sorted(servers)},
+    )
+
+
+def mcp_server_for_oauth(*, name: str, user: User) -> McpServer:
+    """The OAuth server ``user`` signs in to: NotFound unless they may use it, ValidationFailed ``not_oauth``
+    if it does not use per-user OAuth."""
+    row = McpServer.objects.filter(name=name).first()
+    if row is None or row.name not in mcp_servers_usable_by(user=user):
+        raise NotFound(f"Unknown MCP server {name!r}.", code="unknown_mcp_server")
+    if row.auth != "oauth":
+        raise ValidationFailed(f"MCP server {name!r} does not use OAuth sign-in.", code="not_oauth")
+    return row
+
+
 def mcp_server_for_credentials(*, name: str, user: User) -> McpServer:
     """The server ``user`` sets their own values for: NotFound unless they may use it (staff too, since their
     own turns follow the same rules), ValidationFailed ``no_user_vars`` if it declares none."""
@@ -247,26 +303,36 @@ def mcp_server_for_credentials(*, name: str, user: User) -> McpServer:
     return row
 
 
-def _seen_by(name: str, status: ServerStatus, needing: frozenset[str]) -> ServerStatus:
-    # The host knows a per-user server only as "per-user"; to a user who has not set it up, it needs setup.
+def _seen_by(
+    name: str, status: ServerStatus, needing: frozenset[str], signing: frozenset[str] = frozenset()
+) -> ServerStatus:
+    # The host knows a per-user server only as "per-user"; to a user who has not set it up, it needs setup,
+    # and to one who has not signed in (OAuth), it needs sign-in.
     if status.status == "per-user" and name in needing:
         return ServerStatus(name=name, status="needs-setup")
+    if status.status == "per-user" and name in signing:
+        return ServerStatus(name=name, status="needs-sign-in")
     return status
 
 
 async def mcp_server_views(*, user: User) -> list[ServerView]:
     """Every server for staff (each marked usable or not for them); for others only those they may use."""
 
-    def read() -> tuple[dict[str, McpServer], frozenset[str], frozenset[str]]:
+    def read() -> tuple[dict[str, McpServer], frozenset[str], frozenset[str], frozenset[str]]:
         rows = {row.name: row for row in McpServer.objects.all()}
-        return rows, mcp_servers_usable_by(user=user), mcp_servers_needing_setup(user=user)
+        return (
+            rows,
+            mcp_servers_usable_by(user=user),
+            mcp_servers_needing_setup(user=user),
+            mcp_servers_needing_sign_in(user=user),
+        )
 
-    rows, usable, needing = await run_db(read)
+    rows, usable, needing, signing = await run_db(read)
     statuses = {status.name: status for status in await get_host().astatuses()}
     return [
         ServerView(
             server=row,
-            status=_seen_by(name, statuses.get(name) or ServerStatus(name=name, status="connecting"), needing),
+            status=_seen_by(name, statuses.get(name) or ServerStatus(name=name, status="connecting"), needing, signing),
             usable=name in usable,
         )
         for name, row in sorted(rows.items())
@@ -277,33 +343,41 @@ async def mcp_server_views(*, user: User) -> list[ServerView]:
 async def mcp_server_view(*, name: str, user: User | None = None) -> ServerView:
     """One server; NotFound if there is none, or (with ``user``, not staff) if they may not use it."""
 
-    def read() -> tuple[McpServer | None, bool, frozenset[str]]:
+    def read() -> tuple[McpServer | None, bool, frozenset[str], frozenset[str]]:
         row = McpServer.objects.filter(name=name).first()
         if user is None:
-            return row, True, frozenset()
+            return row, True, frozenset(), frozenset()
         usable = row is not None and row.name in mcp_servers_usable_by(user=user)
-        return row, usable, mcp_servers_needing_setup(user=user) if row is not None and row.user_vars else frozenset()
+        needing = mcp_servers_needing_setup(user=user) if row is not None and row.user_vars else frozenset()
+        signing = mcp_servers_needing_sign_in(user=user) if row is not None and row.auth == "oauth" else frozenset()
+        return row, usable, needing, signing
 
-    row, usable, needing = await run_db(read)
+    row, usable, needing, signing = await run_db(read)
     if row is None or not (usable or (user is not None and user.is_staff)):
         raise NotFound(f"Unknown MCP server {name!r}.", code="unknown_mcp_server")
     statuses = {status.name: status for status in await get_host().astatuses()}
     status = statuses.get(name) or ServerStatus(name=name, status="connecting")
-    return ServerView(server=row, status=_seen_by(name, status, needing), usable=usable)
+    return ServerView(server=row, status=_seen_by(name, status, needing, signing), usable=usable)
 
 
 async def mcp_host_summary(*, user: User) -> dict[str, Any]:
     """Counts of servers by state and of their tools: for staff all servers, for others those they may use."""
     statuses = await get_host().astatuses()
 
-    def read() -> tuple[frozenset[str], frozenset[str]]:
-        return mcp_servers_usable_by(user=user), mcp_servers_needing_setup(user=user)
+    def read() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+        return (
+            mcp_servers_usable_by(user=user),
+            mcp_servers_needing_setup(user=user),
+            mcp_servers_needing_sign_in(user=user),
+        )
 
-    usable, needing = await run_db(read)
+    usable, needing, signing = await run_db(read)
     if not user.is_staff:
         statuses = [status for status in statuses if status.name in usable]
-    statuses = [_seen_by(status.name, status, needing) for status in statuses]
-    counts = dict.fromkeys(("connected", "connecting", "error", "disabled", "per-user", "needs-setup"), 0)
+    statuses = [_seen_by(status.name, status, needing, signing) for status in statuses]
+    counts = dict.fromkeys(
+        ("connected", "connecting", "error", "disabled", "per-user", "needs-setup", "needs-sign-in"), 0
+    )
     for status in statuses:
         counts[status.status] += 1
     return {"servers": counts, "total_servers": len(statuses), "total_tools": sum(s.tool_count for s in statuses)}
@@ -321,7 +395,7 @@ async def mcp_tools(*, user: User, server: str | None = None) -> list[ToolInfo]:
         def read() -> tuple[frozenset[str] | None, frozenset[str]]:
             rules = _access_rules()
             every = None if user.is_staff else mcp_servers_usable_by(user=user)
-            needing = mcp_servers_needing_setup(user=user)
+            needing = mcp_servers_needing_setup(user=user) | mcp_servers_needing_sign_in(user=user)
             if every is None and needing:
                 every = rules.open | frozenset(rules.restricted)
             return every, needing
@@ -335,6 +409,8 @@ async def mcp_tools(*, user: User, server: str | None = None) -> list[ToolInfo]:
     if view.status.status == "needs-setup":
         missing = await run_db(mcp_user_vars_missing, user=user)
         raise mcp_needs_setup_error(missing={server: missing.get(server, [])})
+    if view.status.status == "needs-sign-in":
+        raise mcp_needs_sign_in_error(servers=[server])
     if view.status.status == "per-user":
         view = ServerView(server=view.server, status=await host.auser_status(server, user), usable=view.usable)
     elif view.status.status == "connecting":
@@ -370,6 +446,8 @@ async def mcp_request(*, user: User, server: str, what: str, call: Any) -> Any:
     if view.status.status == "needs-setup":
         missing = await run_db(mcp_user_vars_missing, user=user)
         raise mcp_needs_setup_error(missing={server: missing.get(server, [])})
+    if view.status.status == "needs-sign-in":
+        raise mcp_needs_sign_in_error(servers=[server])
     try:
         return await _arequest(server, what, call, user)
     except UnknownServer as exc:
@@ -389,17 +467,31 @@ async def mcp_request(*, user: User, server: str, what: str, call: Any) -> Any:
         raise UpstreamError(f"MCP server {server!r} did not answer in time.", code="mcp_timeout") from exc
 
 
+def mcp_server_log(*, name: str, level: str = "", limit: int = 100) -> list[McpServerLogEntry]:
+    """``name``'s log messages at ``level`` or above (blank: all), newest first; NotFound if no such server."""
+    if not McpServer.objects.filter(name=name).exists():
+        raise NotFound(f"Unknown MCP server {name!r}.", code="unknown_mcp_server")
+    entries = McpServerLogEntry.objects.filter(server=name)
+    if level:
+        entries = entries.filter(level__in=LogLevel.values[LogLevel.values.index(level) :])
+    return list(entries.order_by("-created_at", "-id")[:limit])
+
+
 __all__ = [
     "ServerView",
     "UnknownTool",
     "mcp_access_cache_clear",
     "mcp_host_summary",
     "mcp_needs_setup_error",
+    "mcp_needs_sign_in_error",
     "mcp_request",
     "mcp_server_for_credentials",
+    "mcp_server_for_oauth",
+    "mcp_server_log",
     "mcp_server_view",
     "mcp_server_views",
     "mcp_servers_needing_setup",
+    "mcp_servers_needing_sign_in",
     "mcp_servers_resolve",
     "mcp_servers_usable_by",
     "mcp_tools",

@@ -141,6 +141,7 @@ IMPORTED_FIELDS = (
     "approval_default",
     "tool_policies",
     "user_vars",
+    "roots",
 )
 
 

@@ -346,9 +346,16 @@ MCP_USER_CONNECTION_IDLE_SECONDS = env_float("MCP_USER_CONNECTION_IDLE_SECONDS",
 MCP_USER_CONNECTIONS_MAX = env_int("MCP_USER_CONNECTIONS_MAX", 50)
 if MCP_USER_CONNECTIONS_MAX < 1:
     raise ImproperlyConfigured("MCP_USER_CONNECTIONS_MAX must be at least 1")
+# Log messages kept per MCP server (McpServerLogEntry, shown to staff); older ones are deleted.
+MCP_SERVER_LOG_KEEP = env_int("MCP_SERVER_LOG_KEEP", 200)
+if MCP_SERVER_LOG_KEEP < 1:
+    raise ImproperlyConfigured("MCP_SERVER_LOG_KEEP must be at least 1")
 # Fernet keys (comma-separated) that encrypt users' own values of MCP servers' user_vars: the first encrypts,
 # all decrypt (rotation: mcp_servers.credentials). Unset: one key derived from SECRET_KEY; set it in production.
 MCP_CREDENTIALS_KEYS = env_list("MCP_CREDENTIALS_KEYS", [])
+# The OAuth callback to register at authorization servers; blank: this site's /api/mcp/oauth/callback as
+# the browser reached it (set it behind a proxy that does not pass the original host and scheme).
+MCP_OAUTH_REDIRECT_URI = os.environ.get("MCP_OAUTH_REDIRECT_URI", "")
 
 # --- Admin bootstrap ------------------------------------------------------------
 

@@ -133,6 +133,7 @@ def mcp_admin_form(**overrides) -> dict:
         "url": "",
         "headers": "{}",
         "tool_allowlist": "[]",
+        "auth": "none",
         "_save": "Save",
     }
     return {**data, **overrides}
@@ -312,3 +313,37 @@ def platform_process(**env: str):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+# --- the chat WebSocket, in process -------------------------------------------------------------------
+
+
+async def ws_open(chat_id: int, key: str):
+    """A WebSocket on the chat, authenticated by API key; returns it and its ``ready`` frame."""
+    from channels.testing import WebsocketCommunicator
+
+    from platform_site.asgi import application
+
+    communicator = WebsocketCommunicator(
+        application,
+        f"/ws/chats/{chat_id}/",
+        headers=[(b"origin", b"http://localhost"), (b"authorization", f"Bearer {key}".encode())],
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    ready = await communicator.receive_json_from()
+    assert ready["type"] == "ready"
+    return communicator, ready
+
+
+async def ws_frames_until(communicator, stop) -> list[dict]:
+    """Frames up to and including the first for which ``stop`` (a frame type, or a predicate) holds.
+
+    Each frame may take up to 60 s (a first npx start of a Node server takes a while).
+    """
+    frames = []
+    while True:
+        frame = await communicator.receive_json_from(timeout=60)
+        frames.append(frame)
+        if (frame["type"] == stop) if isinstance(stop, str) else stop(frame):
+            return frames

@@ -9,7 +9,7 @@ from accounts.models import ApiKey
 from accounts.services import api_key_create, api_key_hash
 from chats.models import ToolApproval, ToolExecution
 from mcp_servers.credentials import encrypt_values
-from mcp_servers.models import McpServerHealthSnapshot, McpUserCredential
+from mcp_servers.models import McpServerHealthSnapshot, McpServerLogEntry, McpUserCredential
 from providers.models import Provider, ProviderHealthSnapshot, ProviderModel
 from usage.models import UsageDaily, UsageRecord
 from usage.services import usage_rollup_day
@@ -39,6 +39,7 @@ def populated(user):
     usage_rollup_day(day=UsageRecord.objects.get().created_at.date())
     ProviderHealthSnapshot.objects.create(provider=Provider.objects.get(name="ollama"), status="ok", latency_ms=3)
     McpServerHealthSnapshot.objects.create(server="time", status="connected", tool_count=2)
+    McpServerLogEntry.objects.create(server="time", level="info", logger="clock", data={"ticks": 1})
     server = McpServerFactory(name="time", user_vars={"TOKEN": {"secret": True}})
     McpUserCredential.objects.create(server=server, user=user, values=encrypt_values({"TOKEN": "t"}))
     ToolApproval.objects.create(
@@ -48,7 +49,14 @@ def populated(user):
 
 ADMIN_MODELS = list(admin.site._registry)
 # Written only by periodic tasks, or records of what users did: their admins forbid adding.
-READ_ONLY_MODELS = {UsageDaily, ProviderHealthSnapshot, McpServerHealthSnapshot, McpUserCredential, ToolApproval}
+READ_ONLY_MODELS = {
+    UsageDaily,
+    ProviderHealthSnapshot,
+    McpServerHealthSnapshot,
+    McpServerLogEntry,
+    McpUserCredential,
+    ToolApproval,
+}
 
 
 @pytest.mark.parametrize("model", ADMIN_MODELS, ids=lambda m: m._meta.label)

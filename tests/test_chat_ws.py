@@ -41,7 +41,13 @@ async def _open(chat_id, key, **kwargs):
     connected, _ = await communicator.connect()
     assert connected
     ready = await communicator.receive_json_from()
-    assert ready == {"type": "ready", "chat_id": chat_id, "turn_in_progress": False, "pending_approvals": []}
+    assert ready == {
+        "type": "ready",
+        "chat_id": chat_id,
+        "turn_in_progress": False,
+        "pending_approvals": [],
+        "pending_elicitations": [],
+    }
     return communicator
 
 

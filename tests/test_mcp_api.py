@@ -87,7 +87,15 @@ def test_status_counts_servers_by_status_and_totals_their_tools(api, slow_retrie
     # then
     assert response.status_code == 200
     assert response.json() == {
-        "servers": {"connected": 1, "connecting": 0, "error": 1, "disabled": 1, "per-user": 0, "needs-setup": 0},
+        "servers": {
+            "connected": 1,
+            "connecting": 0,
+            "error": 1,
+            "disabled": 1,
+            "per-user": 0,
+            "needs-setup": 0,
+            "needs-sign-in": 0,
+        },
         "total_servers": 3,
         "total_tools": 11,
     }

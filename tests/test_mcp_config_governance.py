@@ -228,7 +228,7 @@ def test_vscode_client_side_keys_are_accepted_and_reported_as_ignored(tmp_path):
 
 DESKTOP_KEYS_HINT = (
     "(known: access, approval, args, command, cwd, denied_tools, description, disabled, display_name, env, headers,"
-    " timeout, type, url, user_vars)."
+    " roots, timeout, type, url, user_vars)."
 )
 
 
@@ -336,7 +336,7 @@ def test_every_failing_entry_is_named(tmp_path, people):
         (
             {"mcp_servers": {"s": {"config": {"command": "x"}, "gallery": "https://api.mcp.github.com"}}},
             "Server 's': unknown key(s): gallery (known: access, approval, config, denied_tools, description,"
-            " display_name, enabled, is_active, timeout, transport_type, user_vars).",
+            " display_name, enabled, is_active, roots, timeout, transport_type, user_vars).",
         ),
         (
             {"mcp_servers": {"s": {"config": {"command": "x", "type": "stdio"}}}},

@@ -11,22 +11,19 @@ import json
 import httpx
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from httpx_sse import aconnect_sse
 
 from accounts.services import api_key_create
 from chats.models import Chat, Message, ToolApproval, ToolExecution
 from mcp_servers.host import get_host
-from platform_site.asgi import application
 
-from .conftest import platform_process, stdio_test_server, wait_until
+from .conftest import platform_process, stdio_test_server, wait_until, ws_frames_until, ws_open
 from .factories import ChatFactory
 from .fakes.providers import MODELS
 from .fakes.wire import ToolCallSpec, Turn
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ORIGIN = (b"origin", b"http://localhost")
 BODY = {"message": "Go", "provider": "openai", "model": MODELS["openai"]}
 
 
@@ -107,24 +104,6 @@ def test_an_admin_allow_wins_over_a_destructive_hint(api, user, providers):
 # --- over the WebSocket ----------------------------------------------------------------------------
 
 
-async def _open(chat_id, key):
-    communicator = WebsocketCommunicator(
-        application, f"/ws/chats/{chat_id}/", headers=[ORIGIN, (b"authorization", f"Bearer {key}".encode())]
-    )
-    connected, _ = await communicator.connect()
-    assert connected
-    return communicator, await communicator.receive_json_from()
-
-
-async def _frames_until(communicator, kind):
-    frames = []
-    while True:
-        frame = await communicator.receive_json_from(timeout=20)
-        frames.append(frame)
-        if frame["type"] == kind:
-            return frames
-
-
 async def test_ask_over_the_websocket_approve_and_remember_for_the_chat(user, key, providers):
     # wipe is destructive: it asks; echo in the same round needs nobody and runs meanwhile
     await sync_to_async(_server)()
@@ -135,11 +114,11 @@ async def test_ask_over_the_websocket_approve_and_remember_for_the_chat(user, ke
         Turn(text="Wiped again."),
     )
     chat = await sync_to_async(ChatFactory)(owner=user)
-    communicator, _ready = await _open(chat.pk, key)
+    communicator, _ready = await ws_open(chat.pk, key)
     message = {"type": "message", "message": "Wipe", "provider": "openai", "model": MODELS["openai"]}
 
     await communicator.send_json_to(message)
-    frames = await _frames_until(communicator, "tool_approval_required")
+    frames = await ws_frames_until(communicator, "tool_approval_required")
     asked = frames[-1]
     assert (asked["server"], asked["tool"], asked["arguments"]) == ("test", "wipe", {"note": "n1"})
     # the echo call finishes while wipe waits
@@ -149,10 +128,10 @@ async def test_ask_over_the_websocket_approve_and_remember_for_the_chat(user, ke
     await communicator.send_json_to(
         {"type": "approval", "approval_id": asked["approval_id"], "decision": "approve", "remember": "chat"}
     )
-    frames = await _frames_until(communicator, "turn_done")
+    frames = await ws_frames_until(communicator, "turn_done")
     # the next turn's wipe runs without asking: remembered for this chat
     await communicator.send_json_to(message)
-    later = await _frames_until(communicator, "turn_done")
+    later = await ws_frames_until(communicator, "turn_done")
     await communicator.disconnect()
 
     decided = next(f for f in frames if f["type"] == "tool_approval_decided")
@@ -180,14 +159,14 @@ async def test_deny_over_the_websocket_becomes_an_error_the_model_sees(user, key
         Turn(tool_calls=[ToolCallSpec("test__wipe", {"note": "n"})]), Turn(text="I was not allowed to.")
     )
     chat = await sync_to_async(ChatFactory)(owner=user)
-    communicator, _ready = await _open(chat.pk, key)
+    communicator, _ready = await ws_open(chat.pk, key)
 
     await communicator.send_json_to(
         {"type": "message", "message": "Wipe", "provider": "openai", "model": MODELS["openai"]}
     )
-    asked = (await _frames_until(communicator, "tool_approval_required"))[-1]
+    asked = (await ws_frames_until(communicator, "tool_approval_required"))[-1]
     await communicator.send_json_to({"type": "approval", "approval_id": asked["approval_id"], "decision": "deny"})
-    frames = await _frames_until(communicator, "turn_done")
+    frames = await ws_frames_until(communicator, "turn_done")
     await communicator.disconnect()
 
     finished = next(f for f in frames if f["type"] == "tool_call_finished")
@@ -203,21 +182,21 @@ async def test_a_reconnecting_tab_is_asked_again_and_bad_decisions_are_errors(us
     await sync_to_async(_server)()
     providers["openai"].push(Turn(tool_calls=[ToolCallSpec("test__wipe", {"note": "n"})]), Turn(text="Done."))
     chat = await sync_to_async(ChatFactory)(owner=user)
-    first, _ready = await _open(chat.pk, key)
+    first, _ready = await ws_open(chat.pk, key)
     await first.send_json_to({"type": "message", "message": "Wipe", "provider": "openai", "model": MODELS["openai"]})
-    asked = (await _frames_until(first, "tool_approval_required"))[-1]
+    asked = (await ws_frames_until(first, "tool_approval_required"))[-1]
     await first.disconnect()  # the page is closed; the turn waits on
 
-    second, ready = await _open(chat.pk, key)
+    second, ready = await ws_open(chat.pk, key)
     other_key = await sync_to_async(lambda: api_key_create(owner=other_user, name="x").secret)()
     other_chat = await sync_to_async(ChatFactory)(owner=other_user)
-    stranger, _ = await _open(other_chat.pk, other_key)
+    stranger, _ = await ws_open(other_chat.pk, other_key)
     await stranger.send_json_to({"type": "approval", "approval_id": asked["approval_id"], "decision": "approve"})
     refused = await stranger.receive_json_from(timeout=20)
     await second.send_json_to({"type": "approval", "approval_id": asked["approval_id"], "decision": "maybe"})
     invalid = await second.receive_json_from(timeout=20)
     await second.send_json_to({"type": "approval", "approval_id": asked["approval_id"], "decision": "approve"})
-    frames = await _frames_until(second, "turn_done")
+    frames = await ws_frames_until(second, "turn_done")
     await second.send_json_to({"type": "approval", "approval_id": asked["approval_id"], "decision": "deny"})
     late = await second.receive_json_from(timeout=20)
     await second.disconnect()

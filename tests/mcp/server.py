@@ -5,13 +5,19 @@ It has quick, slow and failing tools, a destructive and a read-only one (annotat
 changes the tool list at run time, structured output, a 60-character tool name, resources and prompts.
 At start-up it prints to stderr, as careless servers do: with ``TEST_SERVER_PRINT_TOKEN=1``
 the value of its ``API_TOKEN``, with ``TEST_SERVER_STDERR_LINES=N`` N numbered lines.
+With ``TEST_SERVER_CLIENT_FEATURES=1`` it also reports progress, logs, notes cancelled calls and asks for roots.
 """
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
+import warnings
+from pathlib import Path
+from typing import Any
 
+from mcp import types
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
@@ -105,6 +111,71 @@ async def toggle_extra(ctx: Context) -> str:
     with contextlib.suppress(Exception):
         await ctx.session.send_tool_list_changed()
     return state
+
+
+# --- the host as a client: progress, cancellation, logging, roots -------------------------------------
+# Only with TEST_SERVER_CLIENT_FEATURES=1, so the usual server's tools and capabilities stay as they are.
+
+_LEVELS: list[types.LoggingLevel] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
+_state: dict[str, Any] = {"level": None, "roots_changed": 0}
+
+
+async def progress(steps: int, delay: float, ctx: Context) -> str:
+    for step in range(1, steps + 1):
+        await asyncio.sleep(delay)
+        await ctx.report_progress(step, steps, f"step {step} of {steps}")
+    return f"{steps} steps done"
+
+
+async def interruptible(seconds: float, marker: str) -> str:
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        Path(marker).write_text(f"cancelled in {os.getpid()}")  # noqa: ASYNC240 (a few bytes, on the way out)
+        raise
+    return f"slept {seconds}"
+
+
+async def _set_level(_ctx: Any, params: types.SetLevelRequestParams) -> types.EmptyResult:
+    _state["level"] = params.level
+    return types.EmptyResult()
+
+
+async def _roots_changed(_ctx: Any, _params: types.NotificationParams) -> None:
+    _state["roots_changed"] += 1
+
+
+async def log_levels(text: str, ctx: Context) -> str:
+    floor = _LEVELS.index(_state["level"]) if _state["level"] else 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # logging is deprecated in 2026-07-28, and still what clients use
+        for level in _LEVELS[floor:]:
+            await ctx.log(level, {"text": f"{level}: {text}", "token": os.environ.get("API_TOKEN")}, logger_name="t")
+    return f"logged {len(_LEVELS) - floor}"
+
+
+def client_settings() -> str:
+    return json.dumps(_state)
+
+
+async def roots(ctx: Context) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # roots too
+        listing = await ctx.session.list_roots()
+    return json.dumps([{"uri": str(root.uri), "name": root.name} for root in listing.roots])
+
+
+if os.environ.get("TEST_SERVER_CLIENT_FEATURES"):
+    server.add_tool(progress, description="Report progress in `steps` steps, `delay` seconds apart, then answer.")
+    server.add_tool(interruptible, description="Sleep; if the call is cancelled, write the pid to the file `marker`.")
+    server.add_tool(log_levels, description="Log a message at each level from the one the client set (else all).")
+    server.add_tool(client_settings, description="The log level the client set, and how often its roots changed.")
+    server.add_tool(roots, description="The client's roots (roots/list).")
+    # A logging/setLevel handler is what declares the logging capability.
+    server._lowlevel_server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, _set_level)
+    server._lowlevel_server.add_notification_handler(
+        "notifications/roots/list_changed", types.NotificationParams, _roots_changed
+    )
 
 
 @server.resource("config://app", description="The app's configuration.", mime_type="application/json")

@@ -25,6 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from mcp_servers.interactions import ELICITATION_TOOL
 from mcp_servers.models import Policy
 from mcp_servers.policies import effective_policy
 from mcp_servers.results import ToolInfo
@@ -176,10 +177,48 @@ def approval_list(*, chat_id: int, user: User, pending_only: bool = True) -> lis
     """A chat's approvals, oldest first; ``pending_only``: those still waiting for a decision."""
     if not Chat.objects.filter(pk=chat_id, owner=user).exists():
         raise NotFound("Chat not found.")
-    approvals = ToolApproval.objects.filter(chat_id=chat_id)
+    # Elicitations ride on the same rows (see ``interactions``) but are questions, not approvals.
+    approvals = ToolApproval.objects.filter(chat_id=chat_id).exclude(tool=ELICITATION_TOOL)
     if pending_only:
         approvals = approvals.filter(status=ToolApproval.Status.PENDING, expires_at__gt=timezone.now())
     return list(approvals.order_by("created_at", "tool_call_id"))
+
+
+def pending_row_for_update(*, row_id: str, user: User, chat_id: int | None, elicitation: bool) -> ToolApproval:
+    """The still-pending approval (or, with ``elicitation``, question) ``row_id`` in one of ``user``'s chats
+    (and in ``chat_id`` when given), locked: call it inside a transaction.
+
+    NotFound when there is no such row; Conflict ``approval_not_pending`` / ``elicitation_not_pending``
+    when it was decided, expired or cancelled already.
+    """
+    noun = "Elicitation" if elicitation else "Approval"
+    try:
+        key = uuid.UUID(str(row_id))
+    except ValueError:
+        raise NotFound(f"{noun} not found.") from None
+    rows = ToolApproval.objects.select_for_update().filter(pk=key, chat__owner=user)
+    # A question is answered with content (see interactions), never approved.
+    rows = rows.filter(tool=ELICITATION_TOOL) if elicitation else rows.exclude(tool=ELICITATION_TOOL)
+    if chat_id is not None:
+        rows = rows.filter(chat_id=chat_id)
+    row = rows.first()
+    if row is None:
+        raise NotFound(f"{noun} not found.")
+    status = row.status
+    if status == ToolApproval.Status.PENDING and row.expires_at <= timezone.now():
+        status = ToolApproval.Status.EXPIRED  # its turn marks it so when it next looks
+    if status != ToolApproval.Status.PENDING:
+        waiting = (
+            "question is no longer waiting for an answer"
+            if elicitation
+            else "tool call is no longer waiting for a decision"
+        )
+        raise Conflict(
+            f"This {waiting}: it was {status}.",
+            code=f"{noun.lower()}_not_pending",
+            details={"status": status},
+        )
+    return row
 
 
 def approval_decide(
@@ -190,26 +229,8 @@ def approval_decide(
     NotFound for an approval not in one of the user's chats (or not in ``chat_id``); Conflict
     ``approval_not_pending`` when it was decided, expired or cancelled already.
     """
-    try:
-        key = uuid.UUID(str(approval_id))
-    except ValueError:
-        raise NotFound("Approval not found.") from None
     with transaction.atomic():
-        approvals = ToolApproval.objects.select_for_update().filter(pk=key, chat__owner=user)
-        if chat_id is not None:
-            approvals = approvals.filter(chat_id=chat_id)
-        approval = approvals.first()
-        if approval is None:
-            raise NotFound("Approval not found.")
-        status = approval.status
-        if status == ToolApproval.Status.PENDING and approval.expires_at <= timezone.now():
-            status = ToolApproval.Status.EXPIRED  # its turn marks it so when it next looks
-        if status != ToolApproval.Status.PENDING:
-            raise Conflict(
-                f"This tool call is no longer waiting for a decision: it was {status}.",
-                code="approval_not_pending",
-                details={"status": status},
-            )
+        approval = pending_row_for_update(row_id=approval_id, user=user, chat_id=chat_id, elicitation=False)
         approval.status = ToolApproval.Status.APPROVED if approve else ToolApproval.Status.DENIED
         approval.remember = approve and remember
         approval.decided_by = user
@@ -231,6 +252,12 @@ async def approval_submit(
     approval = await run_db(
         approval_decide, user=user, approval_id=approval_id, approve=approve, remember=remember, chat_id=chat_id
     )
+    await approval_notify(approval)
+    return approval
+
+
+async def approval_notify(approval: ToolApproval) -> None:
+    """Wake the call waiting on ``approval`` (just decided), in this process or on its turn's worker."""
     key = str(approval.pk)
     if key in _waiting:
         approval_wake(key)
@@ -238,7 +265,6 @@ async def approval_submit(
         owner = await run_db(lambda: Chat.objects.filter(pk=approval.chat_id).values_list("turn_owner", flat=True)[0])
         # Best effort: the waiting call re-reads its row every TOOL_APPROVAL_POLL_SECONDS anyway.
         await turn_control_send(owner, {"type": APPROVAL, "approval_id": key}, required=False)
-    return approval
 
 
 def parse_decision(data: object) -> tuple[str, bool, bool]:

@@ -265,6 +265,7 @@ class TurnStore:
         results: dict[str, Any],
         verdicts: dict[str, "Verdict"],
         round_number: int,
+        interactions: dict[str, list[dict[str, Any]]] | None = None,
     ) -> tuple[int, Message]:
         """The tool message (what the model sees next) and one ToolExecution per call, in one transaction."""
         blocks: list[ContentBlock] = [
@@ -291,7 +292,8 @@ class TurnStore:
                     "is_error": results[call.id].is_error,
                     "duration_ms": results[call.id].duration_ms,
                     **_approval_fields(verdicts.get(call.id)),
-                    "interactions": [],
+                    # What the call's server asked meanwhile (sampling, elicitation) and the answers, in order.
+                    "interactions": (interactions or {}).get(call.id, []),
                     "created_at": now,
                 }
                 for call in calls

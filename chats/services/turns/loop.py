@@ -33,6 +33,7 @@ from providers.types import TextDelta as ProviderTextDelta
 from providers.types import ThinkingDelta as ProviderThinkingDelta
 
 from ...events import (
+    ElicitationRequired,
     ErrorEvent,
     Event,
     MessageDone,
@@ -49,7 +50,9 @@ from ...events import (
 from ...models import ApprovalDecision, ToolApproval
 from .approvals import Verdict, approval_event, approval_wait, approvals_create, verdict_for
 from .history import TurnStore, truncate
+from .interactions import TurnCall
 from .prepare import PreparedTurn
+from .progress import ProgressCallback, ProgressRelay
 from .rules import turn_owner_name, turn_register, turn_unregister
 
 logger = logging.getLogger(__name__)
@@ -105,6 +108,8 @@ class TurnHandle:
         self._usage = Usage()
         self._cost = Decimal(0)
         self._remembered = set(prepared.remembered)  # tools approved for the rest of the chat
+        self._progress = ProgressRelay(self.loop, self._emit)
+        self._interactions: dict[str, list[dict[str, Any]]] = {}  # tool call id -> its server's requests
         if self.chat_id is not None:  # cancellable from the start; a new chat's turn once the chat exists
             turn_register(self)
         self.task = self.loop.create_task(self._run(), name=f"turn:{self.chat_id or 'new chat'}")
@@ -136,7 +141,7 @@ class TurnHandle:
     async def result(self) -> list[Event]:
         return [event async for event in self.events() if event is not None]
 
-    async def result_or_approvals(self) -> tuple[list[Event], list[ToolApprovalRequired]]:
+    async def result_or_approvals(self) -> tuple[list[Event], list[ToolApprovalRequired | ElicitationRequired]]:
         """The turn's events once it is done; or, as soon as it waits for a person, what it asks them.
 
         A round announces all its approvals at once, so all that are queued then are what it waits for.
@@ -149,11 +154,11 @@ class TurnHandle:
                 events.append(event)
                 if isinstance(event, TurnDone):
                     return events, []
-                if isinstance(event, ToolApprovalRequired):
-                    asked = [event]
+                if isinstance(event, ToolApprovalRequired | ElicitationRequired):
+                    asked: list[ToolApprovalRequired | ElicitationRequired] = [event]
                     while not queue.empty():
                         later = queue.get_nowait()
-                        if isinstance(later, ToolApprovalRequired):
+                        if isinstance(later, ToolApprovalRequired | ElicitationRequired):
                             asked.append(later)
                     return events, asked
         finally:
@@ -222,6 +227,7 @@ class TurnHandle:
                     results=results,
                     verdicts=verdicts,
                     round_number=rounds,
+                    interactions=self._interactions,
                 )
                 self._emit(MessageDone(message_id=tool_id, role="tool", round=rounds))
                 history = [*history, outcome.finish.message, tool_message]
@@ -391,7 +397,7 @@ class TurnHandle:
                 self._emit(approval_event(row))
         tasks: dict[asyncio.Future[ToolResult], ToolCallBlock] = {
             asyncio.ensure_future(
-                self._gated_call(call, by_name.get(call.name), approvals.get(call.id), verdicts)
+                self._gated_call(call, by_name.get(call.name), approvals.get(call.id), verdicts, round_number)
             ): call
             for call in calls
         }
@@ -428,7 +434,12 @@ class TurnHandle:
         return results, verdicts, cancelled
 
     async def _gated_call(
-        self, call: ToolCallBlock, info: ToolInfo | None, approval: ToolApproval | None, verdicts: dict[str, Verdict]
+        self,
+        call: ToolCallBlock,
+        info: ToolInfo | None,
+        approval: ToolApproval | None,
+        verdicts: dict[str, Verdict],
+        round_number: int = 1,
     ) -> ToolResult:
         """The call, once its verdict lets it run; else the error result that says why not."""
         if approval is not None:
@@ -448,9 +459,26 @@ class TurnHandle:
         decided = verdicts.get(call.id)
         if info is not None and decided is not None and decided.refusal is not None:
             return ToolResult.error(info.server, info.name, decided.refusal)
-        return await _call_tool(call, info, self.prepared.user)
+        # The call's server may ask for a model's or the user's answer meanwhile (sampling, elicitation).
+        interaction = (
+            TurnCall(self, tool_call_id=call.id, server=info.server, round_number=round_number) if info else None
+        )
+        if interaction is not None:
+            self._interactions[call.id] = interaction.interactions
+        try:
+            return await _call_tool(
+                call,
+                info,
+                self.prepared.user,
+                on_progress=self._progress.reporter(call.id),
+                interaction=interaction,
+            )
+        finally:
+            if interaction is not None:
+                interaction.close()
 
     def _emit_finished(self, call: ToolCallBlock, result: ToolResult, round_number: int) -> None:
+        self._progress.finish(call.id)
         self._emit(
             ToolCallFinished(
                 id=call.id,
@@ -512,7 +540,14 @@ async def _write[T](fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     raise AssertionError("unreachable")
 
 
-async def _call_tool(call: ToolCallBlock, info: ToolInfo | None, user: User) -> ToolResult:
+async def _call_tool(
+    call: ToolCallBlock,
+    info: ToolInfo | None,
+    user: User,
+    *,
+    on_progress: ProgressCallback | None = None,
+    interaction: TurnCall | None = None,
+) -> ToolResult:
     server = info.server if info else ""
     tool = info.name if info else call.name
     if info is None:
@@ -527,4 +562,7 @@ async def _call_tool(call: ToolCallBlock, info: ToolInfo | None, user: User) -> 
             tool,
             f"The arguments are too large ({size} bytes; at most {settings.CHAT_MAX_TOOL_ARGUMENT_BYTES}).",
         )
-    return await get_host().acall_tool(call.name, call.arguments, user=user)  # per-user servers: theirs
+    # Per-user servers: the user's own connection. Progress comes back through on_progress.
+    return await get_host().acall_tool(
+        call.name, call.arguments, user=user, on_progress=on_progress, interaction=interaction
+    )

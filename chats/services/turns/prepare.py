@@ -13,6 +13,8 @@ from accounts.models import ApiKey, User
 from accounts.throttling import rate_limit_check_user
 from mcp_servers.selectors import (
     mcp_needs_setup_error,
+    mcp_needs_sign_in_error,
+    mcp_servers_needing_sign_in,
     mcp_servers_resolve,
     mcp_servers_usable_by,
     mcp_tool_policies,
@@ -133,12 +135,16 @@ def _prepare(
         missing = {name: names for name, names in mcp_user_vars_missing(user=user).items() if name in servers}
         if missing:
             raise mcp_needs_setup_error(missing=missing)
+        # One that uses OAuth and the user has not connected their account to yet: a 400 too.
+        signing = mcp_servers_needing_sign_in(user=user).intersection(servers)
+        if signing:
+            raise mcp_needs_sign_in_error(servers=sorted(signing))
     else:
         usable = mcp_servers_usable_by(user=user)
         chosen = [server.name for server in chat.mcp_servers.all()] if chat is not None else []
         # The chat's own choice (none = all) may name a server closed to its owner since: it is left out,
         # as is one that needs the user's setup (their own values) first.
-        offered = usable.difference(mcp_user_vars_missing(user=user))
+        offered = usable.difference(mcp_user_vars_missing(user=user), mcp_servers_needing_sign_in(user=user))
         servers = sorted(offered.intersection(chosen) if chosen else offered)
 
     limits_check_tokens(user=user)

@@ -194,9 +194,29 @@ function toolCard(id, name, server, args) {
 
 function finishToolCard(card, isError, content, durationMs) {
   card.classList.remove("running");
+  card.querySelector(".progress")?.remove();
   card.classList.add(isError ? "error" : "ok");
   card.querySelector(".state").textContent = `${isError ? "error" : "done"} · ${durationMs} ms`;
   card.append(element("div", "label", isError ? "Error" : "Result"), element("pre", "result", content));
+}
+
+// A running call's progress, as its server reports it: a bar (indeterminate without a total) and its message.
+function showProgress(card, event) {
+  let box = card.querySelector(".progress");
+  if (!box) {
+    box = element("span", "progress");
+    box.append(element("progress"), element("span", "progress-message"));
+    card.querySelector("summary").append(box);
+  }
+  const bar = box.querySelector("progress");
+  if (event.total) {
+    bar.max = event.total;
+    bar.value = Math.min(event.progress, event.total);
+  } else {
+    bar.removeAttribute("value");
+  }
+  const counted = event.total ? `${event.progress} / ${event.total}` : `${event.progress}`;
+  box.querySelector(".progress-message").textContent = event.message || counted;
 }
 
 // --- approvals: a tool call that waits for the user's yes ----------------------------------------
@@ -219,7 +239,15 @@ function askApproval(event) {
   card.querySelector(".state").textContent = "waiting for your approval";
   const panel = element("div", "approval");
   panel.dataset.approvalId = event.approval_id;
-  panel.append(element("p", "", `Run ${event.tool} on ${event.server} with the arguments above?`));
+  if (event.tool === "sampling/createMessage") {
+    // A server asks the model to think: show what it would send.
+    const asked = (event.arguments.messages || []).map((m) => `${m.role}: ${m.text}`).join("\n");
+    panel.append(element("p", "", `${event.server} asks the model (at most ${event.arguments.max_tokens} tokens):`));
+    if (event.arguments.system_prompt) panel.append(element("pre", "args", `system: ${event.arguments.system_prompt}`));
+    panel.append(element("pre", "args", asked), element("p", "", "Let it?"));
+  } else {
+    panel.append(element("p", "", `Run ${event.tool} on ${event.server} with the arguments above?`));
+  }
   const remember = element("input");
   remember.type = "checkbox";
   const rememberLabel = element("label", "remember");
@@ -253,6 +281,147 @@ function approvalDecided(event) {
   const words = { approved: "Approved", denied: "Denied", expired: "Nobody approved it in time", cancelled: "Cancelled" };
   panel.replaceChildren(element("p", `decided ${event.decision}`, `${words[event.decision] || event.decision}${event.remember ? " for the rest of this chat" : ""}.`));
   if (!document.querySelector(".approval button:not(:disabled)")) setStatus(state.turn ? "Writing…" : "");
+}
+
+// --- elicitation: a tool's server asks the user something mid-call ---------------------------------
+
+// One form field from a property of the requested schema; read() gives undefined for a field left empty
+// (the platform then fills in the schema's default).
+function elicitationField(name, prop, required) {
+  const label = element("label", "elicitation-field");
+  label.append(element("span", "", `${prop.title || name}${required ? " *" : ""}`));
+  const items = prop.type === "array" ? prop.items || {} : prop;
+  const options = items.enum
+    ? items.enum.map((value, i) => [value, (items.enumNames || [])[i] || value])
+    : (items.oneOf || items.anyOf || []).filter((o) => "const" in o).map((o) => [o.const, o.title || o.const]);
+  let input;
+  let read;
+  if (options.length) {
+    input = element("select");
+    input.multiple = prop.type === "array";
+    if (!input.multiple && !required) input.append(element("option", "", ""));
+    const chosen = new Set([].concat(prop.default ?? []));
+    for (const [value, text] of options) {
+      const option = element("option", "", text);
+      option.value = value;
+      option.selected = chosen.has(value);
+      input.append(option);
+    }
+    read = () => input.multiple
+      ? [...input.selectedOptions].map((o) => o.value)
+      : input.value === "" ? undefined : input.value;
+  } else if (prop.type === "boolean") {
+    input = element("input");
+    input.type = "checkbox";
+    input.checked = prop.default === true;
+    read = () => input.checked;
+  } else if (prop.type === "number" || prop.type === "integer") {
+    input = element("input");
+    input.type = "number";
+    input.step = prop.type === "integer" ? "1" : "any";
+    if (prop.minimum !== undefined) input.min = prop.minimum;
+    if (prop.maximum !== undefined) input.max = prop.maximum;
+    if (prop.default !== undefined) input.value = prop.default;
+    read = () => input.value === "" ? undefined : Number(input.value);
+  } else {
+    input = element("input");
+    input.type = { email: "email", uri: "url", date: "date" }[prop.format] || "text";
+    if (prop.default !== undefined) input.value = prop.default;
+    read = () => input.value === "" ? undefined : input.value;
+  }
+  input.name = name;
+  label.append(input);
+  if (prop.description) label.append(element("small", "", prop.description));
+  return { label, read };
+}
+
+function askElicitation(event) {
+  const card = cardFor(event.tool_call_id, event.server, {});
+  if (document.querySelector(`.elicitation[data-elicitation-id="${CSS.escape(event.elicitation_id)}"]`)) return;
+  card.open = true;
+  card.classList.add("waiting");
+  card.querySelector(".state").textContent = "waiting for your answer";
+  const panel = element("form", "approval elicitation");
+  panel.dataset.elicitationId = event.elicitation_id;
+  panel.append(element("p", "", `${event.server} asks: ${event.message}`));
+  const fields = {};
+  if (event.mode === "url") {
+    const link = element("a", "", event.url);
+    link.href = event.url;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    panel.append(element("p", "", "Open this page, then say whether you did:"), link);
+  } else {
+    const schema = event.requested_schema || {};
+    const required = new Set(schema.required || []);
+    for (const [name, prop] of Object.entries(schema.properties || {})) {
+      fields[name] = elicitationField(name, prop, required.has(name));
+      panel.append(fields[name].label);
+    }
+  }
+  const problem = element("p", "elicitation-error");
+  problem.hidden = true;
+  const buttons = [["Accept", "accept"], ["Decline", "decline"], ["Cancel", "cancel"]].map(([text, action]) => {
+    const button = element("button", action === "accept" ? "approve" : "deny", text);
+    button.type = action === "accept" ? "submit" : "button";
+    button.dataset.action = action;
+    return button;
+  });
+  const answer = (action) => {
+    if (!state.socket || state.socket.readyState !== WebSocket.OPEN) return;
+    const frame = { type: "elicitation", elicitation_id: event.elicitation_id, action };
+    if (action === "accept" && event.mode !== "url") {
+      frame.content = {};
+      for (const [name, field] of Object.entries(fields)) {
+        const value = field.read();
+        if (value !== undefined) frame.content[name] = value;
+      }
+    }
+    state.answering = panel;
+    problem.hidden = true;
+    state.socket.send(JSON.stringify(frame));
+  };
+  panel.addEventListener("submit", (e) => { e.preventDefault(); answer("accept"); });
+  for (const button of buttons.slice(1)) button.addEventListener("click", () => answer(button.dataset.action));
+  const actions = element("div", "approval-actions");
+  actions.append(...buttons);
+  panel.append(problem, actions);
+  card.append(panel);
+  setStatus("Waiting for your answer…");
+  scrollDown();
+}
+
+function elicitationRefused(event) {
+  // The answer did not fit the form: say which fields, and let the user try again.
+  const panel = state.answering;
+  if (!panel || !panel.isConnected) return false;
+  const problem = panel.querySelector(".elicitation-error");
+  const details = Object.entries(event.details || {}).map(([name, errors]) => `${name}: ${errors.join(" ")}`);
+  problem.textContent = [event.message, ...details].join(" · ");
+  problem.hidden = false;
+  return true;
+}
+
+function elicitationResolved(event) {
+  const panel = document.querySelector(`.elicitation[data-elicitation-id="${CSS.escape(event.elicitation_id)}"]`);
+  if (!panel) return;
+  const card = panel.closest(".tool");
+  card.classList.remove("waiting");
+  card.querySelector(".state").textContent = "running…";
+  const words = { accept: "Answered", decline: "Declined", cancel: event.auto ? "Nobody answered in time" : "Cancelled" };
+  const done = element("div", "approval");
+  const tone = { accept: "approved", decline: "denied", cancel: "expired" }[event.action] || "";
+  done.append(element("p", `decided ${tone}`, `${words[event.action] || event.action}.`));
+  panel.replaceWith(done);
+  if (!document.querySelector(".approval button:not(:disabled)")) setStatus(state.turn ? "Writing…" : "");
+}
+
+function showSampling(event) {
+  // What the model answered the server, in the tool's card.
+  const card = state.turn && state.turn.cards[event.tool_call_id];
+  if (!card) return;
+  const label = event.error ? "Sampling refused" : `Sampled (${event.model})`;
+  card.append(element("div", "label", label), element("pre", "result", event.error || event.text));
 }
 
 // --- the live turn -----------------------------------------------------------------------------
@@ -299,6 +468,17 @@ function handle(event) {
     case "ready":
       if (event.turn_in_progress && !state.turn) startTurnUi();
       for (const asked of event.pending_approvals || []) askApproval(asked);
+      for (const asked of event.pending_elicitations || []) askElicitation(asked);
+      break;
+    case "elicitation_required":
+      if (!state.turn) startTurnUi();
+      askElicitation(event);
+      break;
+    case "elicitation_resolved":
+      elicitationResolved(event);
+      break;
+    case "sampling_result":
+      showSampling(event);
       break;
     case "tool_approval_required":
       if (!state.turn) startTurnUi();
@@ -330,6 +510,11 @@ function handle(event) {
       if (card) finishToolCard(card, event.is_error, event.content, event.duration_ms);
       break;
     }
+    case "tool_progress": {
+      const card = state.turn && state.turn.cards[event.tool_call_id];
+      if (card && card.classList.contains("running")) showProgress(card, event);
+      break;
+    }
     case "usage":
       if (state.turn) {
         state.turn.usage.input += event.input_tokens;
@@ -337,6 +522,7 @@ function handle(event) {
       }
       break;
     case "error":
+      if (event.code === "invalid_elicitation_content" && elicitationRefused(event)) break;
       $("#messages").append(element("div", "notice", event.message));
       scrollDown();
       if (!state.turn) enableComposer(true);
@@ -439,7 +625,7 @@ function applyChatDefaults() {
 function renderServers(servers) {
   const usable = servers.filter((s) => s.enabled && s.usable);  // staff are listed servers closed to them too
   const unchecked = new Set([...document.querySelectorAll("#servers input")].filter((b) => !b.checked).map((b) => b.value));
-  state.servers = usable.filter((s) => s.live.status !== "needs-setup");
+  state.servers = usable.filter((s) => s.live.status !== "needs-setup" && s.live.status !== "needs-sign-in");
   $("#servers").replaceChildren(...state.servers.map((server) => {
     const label = element("label");
     const box = element("input");
@@ -449,13 +635,14 @@ function renderServers(servers) {
     label.append(box, ` ${server.display_name || server.name} (${server.live.tool_count} tools, ${server.live.status})`);
     return label;
   }));
-  renderServerSetup(usable.filter((s) => s.live.status === "needs-setup"));
+  renderServerSetup(usable.filter((s) => s.live.status === "needs-setup" || s.live.status === "needs-sign-in"));
 }
 
 function renderServerSetup(servers) {
   const strip = $("#server-setup");
   strip.hidden = servers.length === 0;
   strip.replaceChildren(...servers.map((server) => {
+    if (server.live.status === "needs-sign-in") return signInItem(server);
     const item = element("div", "setup-item");
     const open = element("button", "link", "Set up");
     open.type = "button";
@@ -529,3 +716,36 @@ await loadChats();
 const fromHash = Number((location.hash.match(/chat-(\d+)/) || [])[1]);
 if (fromHash) await openChat(fromHash);
 else if (state.chats.length) await openChat(state.chats[0].id);
+
+// --- OAuth sign-in for remote servers -----------------------------------------------------------------
+// An OAuth server the user has not connected their account to is "needs-sign-in": not offered to the model,
+// and named in the setup strip with a Connect button. The platform starts the sign-in and answers with the
+// authorization server's URL; the browser goes there and comes back to /?mcp_oauth=<server> (or
+// ?mcp_oauth_error=...), which is announced here once and taken off the address.
+
+function signInItem(server) {
+  const item = element("div", "setup-item sign-in");
+  const connect = element("button", "link", "Connect");
+  connect.type = "button";
+  connect.dataset.server = server.name;
+  connect.addEventListener("click", async () => {
+    connect.disabled = true;
+    try {
+      const started = await api(`/api/mcp/servers/${encodeURIComponent(server.name)}/oauth/connect`, { method: "POST" });
+      location.assign(started.authorization_url);
+    } catch (error) {
+      setStatus(error.message);
+      connect.disabled = false;
+    }
+  });
+  item.append(element("span", "", `${server.display_name || server.name} needs you to sign in before its tools are offered. `), connect);
+  return item;
+}
+
+{
+  const params = new URLSearchParams(location.search);
+  if (params.has("mcp_oauth") || params.has("mcp_oauth_error")) {
+    setStatus(params.has("mcp_oauth") ? `Connected to ${params.get("mcp_oauth")}.` : `Sign-in failed: ${params.get("mcp_oauth_error")}`);
+    history.replaceState(null, "", location.pathname);
+  }
+}
