@@ -60,6 +60,7 @@ from .services.turns import (
     turn_prepare,
     turn_start,
 )
+from .services.turns.attachments import Attachment
 from .services.turns.interactions import elicitation_submit, parse_elicitation_answer
 
 
@@ -207,6 +208,17 @@ def sse_frame(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, cls=DjangoJSONEncoder)}\n\n"
 
 
+MAX_ATTACHMENTS = 10
+
+
+class TurnAttachmentSerializer(serializers.Serializer):
+    server = StrictCharField(max_length=40, help_text="An MCP server the caller may use.")
+    uri = StrictCharField(max_length=2000, help_text="One of its resources (a listed URI or a template's).")
+
+    class Meta:
+        ref_name = "TurnAttachment"
+
+
 class TurnInputSerializer(SharedFieldsSerializer):
     # Blank and over-long messages are the turn's own 400s (empty_message, message_too_long), for every interface.
     message = StrictCharField(
@@ -229,6 +241,15 @@ class TurnInputSerializer(SharedFieldsSerializer):
     # Bounded like max_tokens: far above any model's budget (the provider refuses what its model can't take),
     # and an unbounded integer went to the provider as sent.
     thinking_budget = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000)
+    attachments = serializers.ListField(
+        child=TurnAttachmentSerializer(),
+        required=False,
+        default=list,
+        max_length=MAX_ATTACHMENTS,
+        help_text="MCP resources read as the caller and given to the model with the message (text; binary "
+        "contents as a note). At most `CHAT_MAX_ATTACHMENT_CHARS` (200,000 by default) characters in all: "
+        "else 400 `attachment_too_large`; one that cannot be read is 400 `attachment_unreadable`.",
+    )
 
     class Meta:
         ref_name = "TurnInput"
@@ -243,6 +264,7 @@ class TurnInputSerializer(SharedFieldsSerializer):
             variables=data["variables"],
             mcp_servers=data["mcp_servers"],
             tools=data["tools"],
+            attachments=[Attachment(server=item["server"], uri=item["uri"]) for item in data["attachments"]],
             options=GenerationOptions(
                 max_tokens=data.get("max_tokens"),
                 temperature=data.get("temperature"),

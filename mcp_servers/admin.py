@@ -20,13 +20,12 @@ from django.utils.html import format_html, format_html_join
 
 from .config import ServerSpec
 from .credentials import credential_row_names, credential_rows_delete
-from .host import get_host
 from .models import McpServer, McpServerHealthSnapshot, McpServerLogEntry, McpUserCredential, Policy
 from .policies import effective_policy
 from .redaction import SECRET_MASK, is_reference, mask_values, redactor_for, unmask_values
 from .results import ServerStatus, ToolInfo
-from .selectors import mcp_server_log
-from .services import SECRET_FIELDS, mcp_config_changed
+from .selectors import mcp_host_statuses, mcp_server_log, mcp_server_tools_offered
+from .services import SECRET_FIELDS, mcp_config_changed, mcp_server_probe, mcp_servers_reconnect
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ def mask_mapping(mapping: dict[str, str]) -> str:
 
 def _statuses() -> dict[str, ServerStatus]:
     try:
-        return {status.name: status for status in get_host().statuses()}
+        return mcp_host_statuses()
     except Exception:  # the admin must render even if the host cannot be reached
         logger.exception("could not read MCP host status")
         return {}
@@ -56,7 +55,7 @@ def _offered_tools(obj: McpServer) -> tuple[list[ToolInfo], str]:
     if not obj.enabled:
         return [], "The server is disabled: its tools are not known."
     try:
-        tools = get_host().tools([obj.name])
+        tools = mcp_server_tools_offered(name=obj.name)
     except Exception as exc:
         return [], f"Its tools are unavailable: {exc}"
     return tools, "" if tools else "No tools (not connected, or the server offers none)."
@@ -295,7 +294,7 @@ class McpServerAdmin(admin.ModelAdmin):
         if obj.pk is None or not obj.enabled:
             return "—"
         try:
-            tools = get_host().tools([obj.name])
+            tools = mcp_server_tools_offered(name=obj.name)
         except Exception as exc:
             return f"unavailable: {exc}"
         if not tools:
@@ -378,9 +377,8 @@ class McpServerAdmin(admin.ModelAdmin):
 
     @admin.action(description="Test connection (connect, list tools, report latency)")
     def test_connection(self, request: HttpRequest, queryset: QuerySet[McpServer]) -> None:
-        host = get_host()
         for server in queryset:
-            result = host.probe(ServerSpec.from_row(server))
+            result = mcp_server_probe(server=server)
             if result["ok"]:
                 self.message_user(
                     request,
@@ -395,14 +393,7 @@ class McpServerAdmin(admin.ModelAdmin):
 
     @admin.action(description="Reconnect")
     def reconnect(self, request: HttpRequest, queryset: QuerySet[McpServer]) -> None:
-        host = get_host()
-        names = []
-        for server in queryset.filter(enabled=True):
-            try:
-                host.reconnect(server.name)
-                names.append(server.name)
-            except LookupError:
-                continue
+        names = mcp_servers_reconnect(names=list(queryset.filter(enabled=True).values_list("name", flat=True)))
         self.message_user(request, f"Reconnecting: {', '.join(names) or 'nothing (no enabled server selected)'}.")
 
 

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from accounts.requests import AuthenticatedRequest
 from platform_site.async_views import AsyncApiView as APIView
 from platform_site.db import run_db
-from platform_site.exceptions import NotFound, ValidationFailed
+from platform_site.exceptions import ValidationFailed
 from platform_site.fields import StrictCharField
 from platform_site.schema import error_responses
 
@@ -30,7 +30,10 @@ from .results import ToolInfo
 from .selectors import (
     ServerView,
     mcp_host_summary,
-    mcp_request,
+    mcp_prompt_get,
+    mcp_prompts_list,
+    mcp_resource_read,
+    mcp_resources_list,
     mcp_server_for_credentials,
     mcp_server_for_oauth,
     mcp_server_log,
@@ -298,18 +301,13 @@ class McpResourceListApi(APIView):
         operation_id="mcp_servers_resources_list",
     )
     async def get(self, request: AuthenticatedRequest, name: str) -> Response:
-        async def listing(client: Any) -> dict[str, Any]:
-            capabilities = client.server_capabilities
-            if capabilities.resources is None:
-                return {"resources": [], "resource_templates": []}
-            resources = await client.list_resources()
-            templates = await client.list_resource_templates()
-            return {
-                "resources": [_dump(r) for r in resources.resources],
-                "resource_templates": [_dump(t) for t in templates.resource_templates],
+        listing = await mcp_resources_list(user=request.user, server=name)
+        return Response(
+            {
+                "resources": [_dump(resource) for resource in listing.resources],
+                "resource_templates": [_dump(template) for template in listing.resource_templates],
             }
-
-        return Response(await mcp_request(user=request.user, server=name, what="resources/list", call=listing))
+        )
 
 
 class McpResourceReadApi(APIView):
@@ -329,11 +327,8 @@ class McpResourceReadApi(APIView):
         if not uri:
             raise ValidationFailed("The uri query parameter is required.", details={"uri": ["This field is required."]})
 
-        async def read(client: Any) -> dict[str, Any]:
-            result = await client.read_resource(uri)
-            return {"contents": [_dump(content) for content in result.contents]}
-
-        return Response(await mcp_request(user=request.user, server=name, what="resources/read", call=read))
+        contents = await mcp_resource_read(user=request.user, server=name, uri=uri)
+        return Response({"contents": [_dump(content) for content in contents]})
 
 
 class McpPromptListApi(APIView):
@@ -348,12 +343,8 @@ class McpPromptListApi(APIView):
         operation_id="mcp_servers_prompts_list",
     )
     async def get(self, request: AuthenticatedRequest, name: str) -> Response:
-        async def listing(client: Any) -> dict[str, Any]:
-            if client.server_capabilities.prompts is None:
-                return {"prompts": []}
-            return {"prompts": [_dump(prompt) for prompt in (await client.list_prompts()).prompts]}
-
-        return Response(await mcp_request(user=request.user, server=name, what="prompts/list", call=listing))
+        prompts = await mcp_prompts_list(user=request.user, server=name)
+        return Response({"prompts": [_dump(prompt) for prompt in prompts]})
 
 
 class McpPromptGetApi(APIView):
@@ -380,20 +371,8 @@ class McpPromptGetApi(APIView):
         serializer.is_valid(raise_exception=True)
         arguments = serializer.validated_data["arguments"]
 
-        async def get(client: Any) -> dict[str, Any]:
-            # Servers hide "unknown prompt" and "missing argument" behind internal errors: check first.
-            known = {p.name: p for p in (await client.list_prompts()).prompts}
-            if prompt not in known:
-                raise NotFound(f"MCP server {name!r} has no prompt {prompt!r}.", code="unknown_prompt")
-            missing = [a.name for a in known[prompt].arguments or [] if a.required and a.name not in arguments]
-            if missing:
-                raise ValidationFailed(
-                    f"Missing prompt argument(s): {', '.join(missing)}.", details={"arguments": missing}
-                )
-            result = await client.get_prompt(prompt, arguments)
-            return {"description": result.description, "messages": [_dump(m) for m in result.messages]}
-
-        return Response(await mcp_request(user=request.user, server=name, what="prompts/get", call=get))
+        result = await mcp_prompt_get(user=request.user, server=name, prompt=prompt, arguments=arguments)
+        return Response({"description": result.description, "messages": [_dump(m) for m in result.messages]})
 
 
 class UserVarSerializer(serializers.Serializer):
@@ -563,6 +542,25 @@ class McpOAuthConnectApi(APIView):
         server = await run_db(mcp_server_for_oauth, name=name, user=user)
         url = await oauth_flow_start(server=server, user=user, redirect_uri=oauth_redirect_uri(request))
         return Response(self.OutputSerializer({"authorization_url": url}).data)
+
+
+def oauth_client_metadata(request: Any) -> Any:
+    """The platform's OAuth client ID metadata document (CIMD), public: authorization servers fetch it.
+
+    Served at the URL MCP_OAUTH_CLIENT_METADATA_URL names (this view's path on the public HTTPS host); 404
+    ``cimd_not_configured`` while that setting is blank.
+    """
+    from django.conf import settings
+    from django.http import JsonResponse
+
+    from .oauth import client_metadata_document
+
+    if not settings.MCP_OAUTH_CLIENT_METADATA_URL:
+        error = {"code": "cimd_not_configured", "message": "MCP_OAUTH_CLIENT_METADATA_URL is not set."}
+        return JsonResponse({"error": error}, status=404)
+    response = JsonResponse(client_metadata_document(redirect_uri=oauth_redirect_uri(request)))
+    response["Cache-Control"] = "public, max-age=300"
+    return response
 
 
 async def oauth_callback(request: Any) -> Any:

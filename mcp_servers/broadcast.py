@@ -5,11 +5,16 @@ message goes to the ``mcp-config`` Channels group over Redis when REDIS_URL is
 set; each host in each process is a member and re-reads the configuration,
 reconnecting only servers that changed, and the process forgets its copy of the
 access rules. Without Redis there is one process, so its host is told directly.
+
+This module imports neither the host nor the selectors: the app's ready() wires
+them in (``broadcast_handlers`` here, ``host_listen_with`` there).
 """
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Callable
+from typing import Protocol
 
 from asgiref.sync import async_to_sync
 from channels import DEFAULT_CHANNEL_LAYER
@@ -17,9 +22,6 @@ from channels.layers import BaseChannelLayer, channel_layers, get_channel_layer
 from django.conf import settings
 
 from platform_site.exceptions import REDIS_AWAY
-
-if TYPE_CHECKING:
-    from .host import McpHost
 
 logger = logging.getLogger(__name__)
 
@@ -30,24 +32,34 @@ REJOIN_SECONDS = 3600
 REDIS_RETRY_SECONDS = 1.0
 
 
+class Listener(Protocol):
+    """What ``listen_for_config_changes`` needs of a host."""
+
+    listening: threading.Event
+
+    async def areload(self) -> list[str]: ...
+
+
+def _nothing() -> None:
+    pass
+
+
+# What this process does on a change: forget its cached access rules (in every process that hears of it) and,
+# when nobody hears it over Redis, have its own host reload. Wired by the app's ready().
+_forget_access_rules: Callable[[], None] = _nothing
+_reload_here: Callable[[], None] = _nothing
+
+
+def broadcast_handlers(*, forget: Callable[[], None], reload_here: Callable[[], None]) -> None:
+    """Set what a change does in this process: ``forget`` cached access rules, ``reload_here`` its host."""
+    global _forget_access_rules, _reload_here
+    _forget_access_rules, _reload_here = forget, reload_here
+
+
 def _layer() -> BaseChannelLayer:
     layer = get_channel_layer()
     assert layer is not None, "settings always configure CHANNEL_LAYERS"
     return layer
-
-
-def _forget_access_rules() -> None:
-    from .selectors import mcp_access_cache_clear
-
-    mcp_access_cache_clear()
-
-
-def _reload_here() -> None:
-    from .host import current_host
-
-    host = current_host()
-    if host is not None:
-        host.request_reload()
 
 
 def _announce_failed() -> None:
@@ -90,7 +102,7 @@ async def _rejoin_when_back(layer: BaseChannelLayer, channel: str) -> None:
             continue
 
 
-async def listen_for_config_changes(host: "McpHost") -> None:
+async def listen_for_config_changes(host: Listener) -> None:
     """Runs on the host's loop for its lifetime: reload whenever a change is announced."""
     if not settings.REDIS_URL:
         host.listening.set()

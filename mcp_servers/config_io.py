@@ -7,7 +7,9 @@ header values (``********``) unless asked for them; importing a masked value kee
 Beside the Claude Desktop / VS Code keys, an entry may hold ``"access": {"users": [...], "groups": [...]}``
 (present: the server is restricted to those usernames and group names), ``"denied_tools": [...]``,
 ``"approval": {"default"?: policy, "tools"?: {tool: policy}}``, ``"user_vars": {NAME: {...}}`` and
-``"roots": [{"uri": "file:///...", "name"?: "..."}]`` (what the host answers on roots/list). A key
+``"roots": [{"uri": "file:///...", "name"?: "..."}]`` (what the host answers on roots/list), and for an
+HTTP server ``"auth"`` (``oauth``, ``client_credentials``) with ``"oauth_client_id"``, ``"oauth_client_secret"``
+(masked on export like env values), ``"oauth_scopes"`` and ``"oauth_issuer"``. A key
 a format does not define is an error; the client-side keys of VS Code's entries (``envFile``, ``dev``,
 ``gallery``, ``version``) are accepted and reported as ignored.
 """
@@ -21,7 +23,7 @@ from django.core.exceptions import ValidationError
 
 from platform_site.exceptions import ValidationFailed
 
-from .models import McpServer, Transport
+from .models import AuthMode, McpServer, Transport
 from .redaction import mask_values
 from .validators import POLICIES, USER_VAR_KEYS, USER_VAR_NAME_RE, validate_roots, validate_server_name
 
@@ -58,9 +60,10 @@ APPROVAL_KEYS = ("default", "tools")
 
 # The keys this platform reads in an entry of each format.
 CONNECTION_KEYS = frozenset({"command", "args", "env", "cwd", "url", "headers"})
+OAUTH_KEYS = ("oauth_client_id", "oauth_client_secret", "oauth_scopes", "oauth_issuer")
 PLATFORM_KEYS = frozenset(
     {"display_name", "description", "timeout", "denied_tools", "access", "approval", "user_vars", "roots"}
-)
+) | {"auth", *OAUTH_KEYS}
 DESKTOP_KEYS = CONNECTION_KEYS | PLATFORM_KEYS | {"type", "disabled"}
 SEED_KEYS = PLATFORM_KEYS | {"transport_type", "config", "enabled", "is_active"}
 # Keys VS Code's mcp.json defines that only mean something on the client: a local env file, its
@@ -90,6 +93,11 @@ class ParsedServer:
     tool_policies: dict[str, str] = field(default_factory=dict)
     user_vars: dict[str, dict[str, object]] = field(default_factory=dict)
     roots: list[dict[str, str]] = field(default_factory=list)
+    auth: str = AuthMode.NONE
+    oauth_client_id: str = ""
+    oauth_client_secret: str = field(default="", repr=False)
+    oauth_scopes: str = ""
+    oauth_issuer: str = ""
     # Client-only keys of the entry that were accepted and not used (CLIENT_ONLY_KEYS).
     ignored_keys: tuple[str, ...] = ()
     # The key in the file when it had to be changed into a valid server name.
@@ -305,6 +313,9 @@ def _parse_entry(
     if not parsed_name:
         raise ConfigFileError(f"{where}: the name cannot be turned into a valid server name.")
     approval_default, tool_policies = _approval(meta, where=where)
+    auth = _string(meta, "auth", where=where) or AuthMode.NONE
+    if auth not in AuthMode.values:
+        raise ConfigFileError(f"{where}: 'auth' must be one of {', '.join(AuthMode.values)}.")
     return ParsedServer(
         name=parsed_name,
         transport=transport,
@@ -318,6 +329,8 @@ def _parse_entry(
         tool_policies=tool_policies,
         user_vars=_user_vars(meta, where=where),
         roots=_roots(meta, where=where),
+        auth=auth,
+        **{key: _string(meta, key, where=where) for key in OAUTH_KEYS},
         ignored_keys=ignored_keys,
         command=command,
         args=args,
@@ -398,12 +411,12 @@ def mcp_config_parse(data: object) -> list[ParsedServer]:
 
 def mcp_config_export(servers: Iterable[McpServer], *, include_secrets: bool = False) -> dict:
     """The servers in the Claude Desktop format. Display name, description, timeout, denied tools,
-    access, approval, user variables and roots are written (as the seed format names the first three) only
-    when set, so the file re-imports unchanged. Pass rows with ``allowed_users`` and ``allowed_groups``
-    prefetched.
+    access, approval, user variables, roots and OAuth settings are written (as the seed format names the
+    first three) only when set, so the file re-imports unchanged. Pass rows with ``allowed_users`` and
+    ``allowed_groups`` prefetched.
 
-    Env and header values are masked unless ``include_secrets``: a file that leaves the machine then
-    holds no credentials, and importing it back keeps the stored values."""
+    Env and header values and the OAuth client secret are masked unless ``include_secrets``: a file that
+    leaves the machine then holds no credentials, and importing it back keeps the stored values."""
 
     def values(mapping: dict[str, str]) -> dict[str, str]:
         return dict(mapping) if include_secrets else mask_values(mapping)
@@ -447,5 +460,10 @@ def mcp_config_export(servers: Iterable[McpServer], *, include_secrets: bool = F
             entry["user_vars"] = {name: dict(spec) for name, spec in server.user_vars.items()}
         if server.roots:
             entry["roots"] = [dict(root) for root in server.roots]
+        if server.auth != AuthMode.NONE:
+            entry["auth"] = server.auth
+            entry |= {key: getattr(server, key) for key in OAUTH_KEYS if getattr(server, key)}
+            if server.oauth_client_secret:
+                entry["oauth_client_secret"] = values({"secret": server.oauth_client_secret})["secret"]
         entries[server.name] = entry
     return {"mcpServers": entries}

@@ -23,6 +23,7 @@ from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO, TypeVar, cast
+from urllib.parse import urlsplit
 
 import httpx2
 from mcp import Client, MCPError, StdioServerParameters
@@ -40,6 +41,7 @@ from pydantic import ValidationError
 from platform_site.db import run_db
 
 from .config import ConfigError, ServerSpec, expanded_env, expanded_headers, expanded_url
+from .elicitation import schema_problem
 from .interactions import (
     CallContext,
     ElicitationAnswer,
@@ -368,7 +370,8 @@ class ServerConnection:
             self._dead.set()
 
     def _fail(self, reason: str) -> None:
-        self.status = "error"
+        # Once the server refused the user's authorization, that is the state whatever else fails after.
+        self.status = "needs-sign-in" if self._sign_in_required else "error"
         self.last_error = self._redact(reason)
         self.last_error_at = datetime.now(UTC)
         self._settled.set()
@@ -696,10 +699,21 @@ class ServerConnection:
             return mcp_types.ElicitResult(action="decline")
         request: ElicitationRequest
         if isinstance(params, mcp_types.ElicitRequestURLParams):
+            link = urlsplit(params.url)
+            if link.scheme not in ("https", "http") or not link.hostname:
+                # Shown to a person as a link: nothing but a web address (no javascript:, data:, file:).
+                logger.warning("MCP server %s: an elicitation URL that is not a web address: declined", self.spec.name)
+                return mcp_types.ElicitResult(action="decline")
             request = ElicitationRequest(
                 mode="url", message=params.message, url=params.url, elicitation_id=params.elicitation_id
             )
         else:
+            problem = schema_problem(params.requested_schema)
+            if problem is not None:
+                logger.warning(
+                    "MCP server %s: an elicitation form that cannot be shown (%s): declined", self.spec.name, problem
+                )
+                return mcp_types.ElicitResult(action="decline")
             request = ElicitationRequest(mode="form", message=params.message, requested_schema=params.requested_schema)
         try:
             config = await run_db(interaction_settings, server=self.spec.name)
@@ -715,15 +729,25 @@ class ServerConnection:
         return mcp_types.ElicitResult(action=answer.action, content=content)
 
     async def request(self, what: str, call: Callable[[Client], Any]) -> Any:
-        """Any other request (resources, prompts) with the server's timeout; MCP errors propagate."""
+        """Any other request (resources, prompts) with the server's timeout; MCP errors propagate.
+
+        It is in flight with nobody behind it: what the server asks during it (an input request of a read,
+        a sampling request) is answered as for no user, and makes other users' calls ambiguous, never
+        theirs.
+        """
         client = await self._ready_client()
+        flight = _InFlight(None)
+        self._in_flight.append(flight)
         try:
             async with asyncio.timeout(self.spec.timeout_seconds):
-                return await call(client)
+                return await flight.run(call(client))
         except MCPError as exc:
             if exc.code == CONNECTION_CLOSED:
                 self._mark_dead(f"connection closed during {what}")
             raise
+        finally:
+            flight.done = True
+            self._in_flight.remove(flight)
 
 
 _CURRENT_CALL: contextvars.ContextVar["_InFlight | None"] = contextvars.ContextVar("mcp_call", default=None)

@@ -31,7 +31,7 @@ from accounts.models import User
 from platform_site.exceptions import ValidationFailed
 
 from .config import VAR_RE
-from .models import McpServer, McpUserCredential
+from .models import McpOAuthFlow, McpOAuthToken, McpServer, McpUserCredential
 
 logger = logging.getLogger(__name__)
 
@@ -260,20 +260,38 @@ def credential_rows_delete(*, rows: Iterable[McpUserCredential]) -> int:
 class RotationReport:
     rotated: int
     unreadable: tuple[int, ...]  # ids of the rows no configured key decrypts
+    # Users' OAuth tokens (McpOAuthToken) and sign-ins under way (McpOAuthFlow), encrypted with the same keys.
+    oauth_rotated: int = 0
+    oauth_unreadable: tuple[str, ...] = ()  # "token <id>", "sign-in <id>"
 
 
-@transaction.atomic
-def credentials_rotate() -> RotationReport:
-    """Re-encrypt every row with the first key of MCP_CREDENTIALS_KEYS; rows no key reads are left as they are."""
-    fernet = credentials_fernet()
+def _rotate_rows(fernet: MultiFernet, model: Any, field: str) -> tuple[list[Any], list[int]]:
     rotated, unreadable = [], []
-    for row in McpUserCredential.objects.select_for_update().order_by("pk"):
+    for row in model.objects.select_for_update().order_by("pk"):
         try:
-            row.values = fernet.rotate(row.values.encode()).decode()
+            setattr(row, field, fernet.rotate(getattr(row, field).encode()).decode())
         except InvalidToken:
             unreadable.append(row.pk)
             continue
         rotated.append(row)
-    # Not a change of the user's values: updated_at stays.
-    McpUserCredential.objects.bulk_update(rotated, ["values"], batch_size=500)
-    return RotationReport(rotated=len(rotated), unreadable=tuple(unreadable))
+    # Not a change of what the rows hold: updated_at stays.
+    model.objects.bulk_update(rotated, [field], batch_size=500)
+    return rotated, unreadable
+
+
+@transaction.atomic
+def credentials_rotate() -> RotationReport:
+    """Re-encrypt every row with the first key of MCP_CREDENTIALS_KEYS; rows no key reads are left as they are.
+
+    The users' own values, and their OAuth tokens and sign-ins under way (``mcp_servers.oauth``).
+    """
+    fernet = credentials_fernet()
+    rotated, unreadable = _rotate_rows(fernet, McpUserCredential, "values")
+    tokens, tokens_unreadable = _rotate_rows(fernet, McpOAuthToken, "data")
+    flows, flows_unreadable = _rotate_rows(fernet, McpOAuthFlow, "data")
+    return RotationReport(
+        rotated=len(rotated),
+        unreadable=tuple(unreadable),
+        oauth_rotated=len(tokens) + len(flows),
+        oauth_unreadable=(*(f"token {pk}" for pk in tokens_unreadable), *(f"sign-in {pk}" for pk in flows_unreadable)),
+    )

@@ -10,6 +10,26 @@ from typing import Any
 
 from platform_site.exceptions import ValidationFailed
 
+BOUNDS = ("minLength", "maxLength", "minimum", "maximum", "minItems", "maxItems")
+
+
+def schema_problem(schema: object) -> str | None:
+    """Why a server's requested schema cannot be a form (it is the server's word: checked before use), or None."""
+    if not isinstance(schema, dict):
+        return "the schema is not an object"
+    properties = schema.get("properties", {})
+    if not isinstance(properties, dict) or not all(isinstance(prop, dict) for prop in properties.values()):
+        return "its properties are not an object of objects"
+    for name, prop in properties.items():
+        for bound in BOUNDS:
+            value = prop.get(bound)
+            if bound in prop and (isinstance(value, bool) or not isinstance(value, int | float)):
+                return f"{name}: {bound} is not a number"
+    required = schema.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(name, str) for name in required):
+        return "required is not a list of names"
+    return None
+
 
 def schema_defaults(schema: dict[str, Any]) -> dict[str, Any]:
     """The ``default`` of every property that has one."""

@@ -18,21 +18,33 @@ only the servers whose configuration changed.
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any, Concatenate, TypeVar
 
 from django.conf import settings
+from mcp import Client, MCPError
 from mcp.shared.dispatcher import ProgressFnT
+from mcp_types import (
+    CONNECTION_CLOSED,
+    BlobResourceContents,
+    GetPromptResult,
+    PaginatedResult,
+    Prompt,
+    Resource,
+    ResourceTemplate,
+    TextResourceContents,
+)
 
 from platform_site.db import run_db
 
 from .config import LIVE_FIELDS, ConfigError, NeedsSignIn, ServerSpec, UserContext
-from .connection import ServerConnection, ServerUnavailable, describe, open_transport
+from .connection import CLIENT_INFO, ServerConnection, ServerUnavailable, describe, open_transport
 from .credentials import credential_values_for
 from .interactions import CallContext
 from .models import McpServer
@@ -45,6 +57,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Pages followed when listing resources or prompts: a server whose cursors never end is cut off there.
+MAX_PAGES = 100
+
 
 class UnknownServer(LookupError):
     pass
@@ -52,6 +67,73 @@ class UnknownServer(LookupError):
 
 class UnknownTool(LookupError):
     pass
+
+
+class UnknownPrompt(LookupError):
+    pass
+
+
+class ServerRefused(Exception):
+    """The server answered a read (resources, prompts) with an error: its JSON-RPC ``code`` and own ``message``."""
+
+    def __init__(self, server: str, code: int, message: str) -> None:
+        super().__init__(f"MCP server {server!r} answered {code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class PromptArgumentsMissing(ValueError):
+    """``aget_prompt`` without a value for each of the prompt's required arguments (named in ``missing``)."""
+
+    def __init__(self, prompt: str, missing: list[str]) -> None:
+        super().__init__(f"prompt {prompt!r} needs: {', '.join(missing)}")
+        self.missing = missing
+
+
+@dataclass(frozen=True)
+class ResourceListing:
+    """A server's resources and resource templates (both empty when it offers no resources)."""
+
+    resources: list[Resource]
+    resource_templates: list[ResourceTemplate]
+
+
+def on_host_loop[**P, T](
+    method: "Callable[Concatenate[McpHost, P], Coroutine[Any, Any, T]]",
+) -> "Callable[Concatenate[McpHost, P], Coroutine[Any, Any, T]]":
+    """Make an async host method run on the host's loop, whichever event loop awaits it.
+
+    Every connection lives on that loop (the SDK's cancel scopes must be entered and left in one task), so
+    every public ``a*`` method of the host is wrapped in this; on the host's own loop it just runs.
+    Cancelling the await cancels the work on the host's loop too.
+    """
+
+    @functools.wraps(method)
+    async def run(self: "McpHost", /, *args: P.args, **kwargs: P.kwargs) -> T:
+        coro = method(self, *args, **kwargs)
+        if self._on_host_loop():
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
+    return run
+
+
+def blocking[**P, T](
+    method: "Callable[Concatenate[McpHost, P], Coroutine[Any, Any, T]]",
+    *,
+    timeout: float | Callable[[], float] | None = None,
+) -> "Callable[Concatenate[McpHost, P], T]":
+    """The blocking twin of an async host method, for sync callers (admin, management commands, Celery).
+
+    It blocks the calling thread (never the host loop's) until the method finishes on the host's loop;
+    TimeoutError after ``timeout`` seconds (a callable: read at each call), when one is given.
+    """
+
+    def run(self: "McpHost", /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._run_sync(method(self, *args, **kwargs), timeout() if callable(timeout) else timeout)
+
+    run.__doc__ = f"``{method.__name__}``, blocking the calling thread until it is done."
+    return run
 
 
 @dataclass
@@ -69,6 +151,7 @@ class _UserConnection:
 
 class McpHost:
     def __init__(self, *, listen_for_changes: bool = True) -> None:
+        """``listen_for_changes``: once started, run the config listener the app wired in (``host_listen_with``)."""
         self.connections: dict[str, ServerConnection] = {}  # shared servers
         self.disabled: dict[str, ServerSpec] = {}
         self.per_user: dict[str, ServerSpec] = {}  # enabled per-user servers, as configured
@@ -101,12 +184,6 @@ class McpHost:
         except RuntimeError:
             return False
 
-    async def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await ``coro`` on the host loop from any event loop."""
-        if self._on_host_loop():
-            return await coro
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
-
     def _run_sync(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Block the calling thread (never the host loop's) until ``coro`` finishes there."""
         if self._on_host_loop():
@@ -132,10 +209,8 @@ class McpHost:
             if self._started:
                 return
             await self._apply(await run_db(self._read_specs))
-            if self._listen_for_changes:
-                from .broadcast import listen_for_config_changes
-
-                self._listener = self._loop.create_task(listen_for_config_changes(self))
+            if self._listen_for_changes and _config_listener is not None:
+                self._listener = self._loop.create_task(_config_listener(self))
             self._started = True
 
     async def _apply(self, specs: list[ServerSpec]) -> list[str]:
@@ -203,23 +278,17 @@ class McpHost:
             for name, connection in self.connections.items()
         }
 
+    @on_host_loop
     async def areload(self) -> list[str]:
         """Re-read every row; reconnect only servers whose configuration changed. Returns their names."""
+        await self._ensure_started()
+        return await self._apply(await run_db(self._read_specs))
 
-        async def reload() -> list[str]:
-            await self._ensure_started()
-            return await self._apply(await run_db(self._read_specs))
-
-        return await self._run(reload())
-
+    @on_host_loop
     async def aconfigure(self, specs: list[ServerSpec]) -> list[str]:
         """Serve exactly ``specs`` instead of the database rows (benchmarks, embedding)."""
-
-        async def configure() -> list[str]:
-            self._started = True
-            return await self._apply(specs)
-
-        return await self._run(configure())
+        self._started = True
+        return await self._apply(specs)
 
     def start(self) -> None:
         """Start connecting every configured server now, without waiting (process start-up)."""
@@ -230,47 +299,38 @@ class McpHost:
         """Schedule a reload without waiting for it (safe from any thread)."""
         return asyncio.run_coroutine_threadsafe(self.areload(), self._loop)
 
+    @on_host_loop
     async def areconnect(self, name: str) -> None:
         """Reconnect a server; a per-user server's connections close, to start again on next use."""
+        await self._ensure_started()
+        if name in self.per_user:
+            for key in [key for key in self.user_connections if key[0] == name]:
+                self._stop_later(self.user_connections.pop(key).connection)
+            return
+        self._connection(name).reconnect()
 
-        async def reconnect() -> None:
-            await self._ensure_started()
-            if name in self.per_user:
-                for key in [key for key in self.user_connections if key[0] == name]:
-                    self._stop_later(self.user_connections.pop(key).connection)
-                return
-            self._connection(name).reconnect()
-
-        await self._run(reconnect())
-
+    @on_host_loop
     async def aclose_user_connection(self, name: str, user_id: int) -> None:
         """Close ``user_id``'s connection to the per-user server ``name`` in this process, if there is one."""
-
-        async def close() -> None:
-            user_connection = self.user_connections.pop((name, user_id), None)
-            if user_connection is not None:
-                self._stop_later(user_connection.connection)
-
-        await self._run(close())
+        user_connection = self.user_connections.pop((name, user_id), None)
+        if user_connection is not None:
+            self._stop_later(user_connection.connection)
 
     def request_close_user_connection(self, name: str, user_id: int) -> None:
         """Schedule ``aclose_user_connection`` without waiting for it (safe from any thread)."""
         asyncio.run_coroutine_threadsafe(self.aclose_user_connection(name, user_id), self._loop)
 
+    @on_host_loop
     async def await_ready(self, seconds: float | None = None) -> None:
         """Wait (bounded) until no server is still making its first connection."""
-
-        async def wait() -> None:
-            await self._ensure_started()
-            deadline = time.monotonic() + (settings.MCP_READY_WAIT if seconds is None else seconds)
-            for connection in list(self.connections.values()):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                if connection.status == "connecting":
-                    await connection.wait_connected(remaining)
-
-        await self._run(wait())
+        await self._ensure_started()
+        deadline = time.monotonic() + (settings.MCP_READY_WAIT if seconds is None else seconds)
+        for connection in list(self.connections.values()):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if connection.status == "connecting":
+                await connection.wait_connected(remaining)
 
     # --- reading state -------------------------------------------------------------------------
 
@@ -282,70 +342,61 @@ class McpHost:
             raise UnknownServer(name)
         return connection
 
+    @on_host_loop
     async def astatuses(self) -> list[ServerStatus]:
         """Each server's state in this process; a per-user server is "per-user" (its users' states differ)."""
+        await self._ensure_started()
+        live = [connection.snapshot() for connection in self.connections.values()]
+        off = [ServerStatus(name=name, status="disabled") for name in self.disabled]
+        per_user = [ServerStatus(name=name, status="per-user") for name in self.per_user]
+        return sorted(live + off + per_user, key=lambda status: status.name)
 
-        async def statuses() -> list[ServerStatus]:
-            await self._ensure_started()
-            live = [connection.snapshot() for connection in self.connections.values()]
-            off = [ServerStatus(name=name, status="disabled") for name in self.disabled]
-            per_user = [ServerStatus(name=name, status="per-user") for name in self.per_user]
-            return sorted(live + off + per_user, key=lambda status: status.name)
-
-        return await self._run(statuses())
-
+    @on_host_loop
     async def auser_status(self, name: str, user: Any) -> ServerStatus:
         """``user``'s connection to the per-user server ``name``, started if need be (waits MCP_READY_WAIT)."""
+        await self._ensure_started()
+        if name not in self.per_user:
+            return self._connection(name).snapshot()
+        try:
+            user_connection = self._user_connection(name, (await self._contexts(user, [name]))[name])
+        except NeedsSignIn:
+            return ServerStatus(name=name, status="needs-sign-in")
+        except ConfigError as exc:
+            return ServerStatus(name=name, status="error", last_error=f"configuration: {exc}")
+        await user_connection.connection.wait_connected(settings.MCP_READY_WAIT)
+        return user_connection.connection.snapshot()
 
-        async def status() -> ServerStatus:
-            await self._ensure_started()
-            if name not in self.per_user:
-                return self._connection(name).snapshot()
-            try:
-                user_connection = self._user_connection(name, (await self._contexts(user, [name]))[name])
-            except NeedsSignIn:
-                return ServerStatus(name=name, status="needs-sign-in")
-            except ConfigError as exc:
-                return ServerStatus(name=name, status="error", last_error=f"configuration: {exc}")
-            await user_connection.connection.wait_connected(settings.MCP_READY_WAIT)
-            return user_connection.connection.snapshot()
-
-        return await self._run(status())
-
+    @on_host_loop
     async def atools(self, servers: list[str] | None = None, *, user: Any = None) -> list[ToolInfo]:
         """Tools offered to models, from the cached catalogs (never re-listed per request).
 
         With a ``user``, per-user servers' tools come from that user's connections, started now if
         they are not running (each waits MCP_READY_WAIT at most); without one, they are left out.
         """
-
-        async def tools() -> list[ToolInfo]:
-            await self._ensure_started()
-            chosen = self._catalog if servers is None else {n: t for n, t in self._catalog.items() if n in servers}
-            if user is None:
-                return [tool for name in sorted(chosen) for tool in chosen[name]]
-            wanted = [name for name in sorted(self.per_user) if servers is None or name in servers]
-            contexts = await self._contexts(user, wanted)
-            started = []
-            for name, context in contexts.items():
-                try:
-                    started.append(self._user_connection(name, context))
-                except ConfigError as exc:
-                    logger.warning("MCP server %s cannot run for user %s: %s", name, context.id, exc)
-            waiting = [c.connection.wait_connected(settings.MCP_READY_WAIT) for c in started]
-            await asyncio.gather(*waiting)
-            names = self._user_names(user.pk)
-            per_user = {
-                c.connection.spec.name: [
-                    ToolInfo.from_mcp(c.connection.spec.name, names[(c.connection.spec.name, tool.name)], tool)
-                    for tool in c.connection.tools
-                ]
-                for c in started
-            }
-            every = chosen | per_user
-            return [tool for name in sorted(every) for tool in every[name]]
-
-        return await self._run(tools())
+        await self._ensure_started()
+        chosen = self._catalog if servers is None else {n: t for n, t in self._catalog.items() if n in servers}
+        if user is None:
+            return [tool for name in sorted(chosen) for tool in chosen[name]]
+        wanted = [name for name in sorted(self.per_user) if servers is None or name in servers]
+        contexts = await self._contexts(user, wanted)
+        started = []
+        for name, context in contexts.items():
+            try:
+                started.append(self._user_connection(name, context))
+            except ConfigError as exc:
+                logger.warning("MCP server %s cannot run for user %s: %s", name, context.id, exc)
+        waiting = [c.connection.wait_connected(settings.MCP_READY_WAIT) for c in started]
+        await asyncio.gather(*waiting)
+        names = self._user_names(user.pk)
+        per_user = {
+            c.connection.spec.name: [
+                ToolInfo.from_mcp(c.connection.spec.name, names[(c.connection.spec.name, tool.name)], tool)
+                for tool in c.connection.tools
+            ]
+            for c in started
+        }
+        every = chosen | per_user
+        return [tool for name in sorted(every) for tool in every[name]]
 
     async def _contexts(self, user: Any, names: list[str]) -> dict[str, UserContext]:
         """For each per-user server in ``names``: ``user`` with their own values of its user_vars (one query)."""
@@ -440,6 +491,7 @@ class McpHost:
 
     # --- acting ----------------------------------------------------------------------------------
 
+    @on_host_loop
     async def acall_tool(
         self,
         namespaced_name: str,
@@ -456,34 +508,30 @@ class McpHost:
         loop: hop back to your own. Cancelling the await tells the server (``notifications/cancelled``).
         ``interaction`` answers the server's sampling and elicitation requests during the call.
         """
+        await self._ensure_started()
+        try:
+            server, tool = self.resolve(namespaced_name)
+        except UnknownTool:
+            # Offered names keep their "<server>__" prefix whole, and server names cannot end in "_".
+            server = next((name for name in self.per_user if namespaced_name.startswith(f"{name}__")), "")
+            if user is None or not server:
+                return ToolResult.error("", namespaced_name, f"Unknown tool {namespaced_name!r}")
+            context = (await self._contexts(user, [server]))[server]
 
-        async def call() -> ToolResult:
-            await self._ensure_started()
-            try:
-                server, tool = self.resolve(namespaced_name)
-            except UnknownTool:
-                # Offered names keep their "<server>__" prefix whole, and server names cannot end in "_".
-                server = next((name for name in self.per_user if namespaced_name.startswith(f"{name}__")), "")
-                if user is None or not server:
-                    return ToolResult.error("", namespaced_name, f"Unknown tool {namespaced_name!r}")
-                context = (await self._contexts(user, [server]))[server]
+            def offered(_connection: ServerConnection) -> str | None:
+                names = self._user_names(context.id)
+                return next((t for (s, t), name in names.items() if s == server and name == namespaced_name), None)
 
-                def offered(_connection: ServerConnection) -> str | None:
-                    names = self._user_names(context.id)
-                    return next((t for (s, t), name in names.items() if s == server and name == namespaced_name), None)
-
-                return await self._call_for_user(
-                    server,
-                    context,
-                    arguments,
-                    asked=namespaced_name,
-                    pick=offered,
-                    on_progress=on_progress,
-                    interaction=interaction,
-                )
-            return await self._call(server, tool, arguments, on_progress=on_progress, interaction=interaction)
-
-        return await self._run(call())
+            return await self._call_for_user(
+                server,
+                context,
+                arguments,
+                asked=namespaced_name,
+                pick=offered,
+                on_progress=on_progress,
+                interaction=interaction,
+            )
+        return await self._call(server, tool, arguments, on_progress=on_progress, interaction=interaction)
 
     async def _call_for_user(
         self,
@@ -517,6 +565,7 @@ class McpHost:
             user_connection.calls_in_flight -= 1
             user_connection.touch()
 
+    @on_host_loop
     async def acall_server_tool(
         self, server: str, tool: str, arguments: dict[str, Any], *, user: Any = None
     ) -> ToolResult:
@@ -524,26 +573,22 @@ class McpHost:
 
         A per-user server is called on ``user``'s connection; without a user it is unavailable.
         """
+        await self._ensure_started()
+        if server in self.per_user:
+            if user is None:
+                raise ServerUnavailable(server, "per-user", f"MCP server {server!r} runs per user")
 
-        async def call() -> ToolResult:
-            await self._ensure_started()
-            if server in self.per_user:
-                if user is None:
-                    raise ServerUnavailable(server, "per-user", f"MCP server {server!r} runs per user")
+            def known(connection: ServerConnection) -> str:
+                if not any(t.name == tool for t in connection.tools):
+                    raise UnknownTool(tool)
+                return tool
 
-                def known(connection: ServerConnection) -> str:
-                    if not any(t.name == tool for t in connection.tools):
-                        raise UnknownTool(tool)
-                    return tool
-
-                context = (await self._contexts(user, [server]))[server]
-                return await self._call_for_user(server, context, arguments, asked=tool, pick=known)
-            connection = self._connection(server)
-            if connection.status == "connected" and not any(t.name == tool for t in connection.tools):
-                raise UnknownTool(tool)
-            return await self._call(server, tool, arguments)
-
-        return await self._run(call())
+            context = (await self._contexts(user, [server]))[server]
+            return await self._call_for_user(server, context, arguments, asked=tool, pick=known)
+        connection = self._connection(server)
+        if connection.status == "connected" and not any(t.name == tool for t in connection.tools):
+            raise UnknownTool(tool)
+        return await self._call(server, tool, arguments)
 
     async def _call(
         self,
@@ -579,74 +624,143 @@ class McpHost:
             return ToolResult.error(server, tool, error or "no result", duration)
         return ToolResult.from_mcp(server, tool, result, duration)
 
+    @on_host_loop
     async def arequest(self, server: str, what: str, call: Any, *, user: Any = None) -> Any:
         """Run ``call(client)`` against one server (resources, prompts); ``user``'s own for a per-user server."""
+        await self._ensure_started()
+        if server not in self.per_user:
+            return await self._connection(server).request(what, call)
+        if user is None:
+            raise ServerUnavailable(server, "per-user", f"MCP server {server!r} runs per user")
+        try:
+            user_connection = self._user_connection(server, (await self._contexts(user, [server]))[server])
+        except ConfigError as exc:
+            raise ServerUnavailable(server, "error", reason=f"configuration: {exc}") from exc
+        user_connection.calls_in_flight += 1
+        try:
+            await user_connection.connection.wait_connected(settings.MCP_READY_WAIT)
+            return await user_connection.connection.request(what, call)
+        finally:
+            user_connection.calls_in_flight -= 1
+            user_connection.touch()
 
-        async def request() -> Any:
-            await self._ensure_started()
-            if server not in self.per_user:
-                return await self._connection(server).request(what, call)
-            if user is None:
-                raise ServerUnavailable(server, "per-user", f"MCP server {server!r} runs per user")
+    async def _read(self, server: str, what: str, call: Any, *, user: Any) -> Any:
+        """``arequest`` for a request that only reads, the server's errors as ServerRefused. When the connection
+        goes away under it (a reconnect or reload restarts it), wait for the new one (MCP_READY_WAIT at most)
+        and ask once more."""
+        try:
             try:
-                user_connection = self._user_connection(server, (await self._contexts(user, [server]))[server])
-            except ConfigError as exc:
-                raise ServerUnavailable(server, "error", reason=f"configuration: {exc}") from exc
-            user_connection.calls_in_flight += 1
-            try:
-                await user_connection.connection.wait_connected(settings.MCP_READY_WAIT)
-                return await user_connection.connection.request(what, call)
-            finally:
-                user_connection.calls_in_flight -= 1
-                user_connection.touch()
+                return await self.arequest(server, what, call, user=user)
+            except MCPError as exc:
+                if exc.code != CONNECTION_CLOSED:
+                    raise
+            await self.await_ready()
+            return await self.arequest(server, what, call, user=user)
+        except MCPError as exc:
+            if exc.code == CONNECTION_CLOSED:
+                raise ServerUnavailable(server, "error", f"MCP server {server!r} lost its connection.") from exc
+            raise ServerRefused(server, exc.code, exc.message) from exc
 
-        return await self._run(request())
+    @on_host_loop
+    async def alist_resources(self, server: str, *, user: Any = None) -> ResourceListing:
+        """``server``'s resources and resource templates, every page.
 
+        Like every read below: UnknownServer, ServerUnavailable, ServerRefused (the server's own error) or
+        TimeoutError when it cannot answer; a per-user server answers on ``user``'s connection.
+        """
+
+        async def listing(client: Client) -> ResourceListing:
+            if client.server_capabilities.resources is None:
+                return ResourceListing(resources=[], resource_templates=[])
+            resources = await _every_page(
+                lambda cursor: client.list_resources(cursor=cursor), lambda page: page.resources
+            )
+            templates = await _every_page(
+                lambda cursor: client.list_resource_templates(cursor=cursor), lambda page: page.resource_templates
+            )
+            return ResourceListing(resources=resources, resource_templates=templates)
+
+        result: ResourceListing = await self._read(server, "resources/list", listing, user=user)
+        return result
+
+    @on_host_loop
+    async def aread_resource(
+        self, server: str, uri: str, *, user: Any = None
+    ) -> list[TextResourceContents | BlobResourceContents]:
+        """The contents of the resource at ``uri`` on ``server`` (errors as for ``alist_resources``)."""
+
+        async def read(client: Client) -> list[TextResourceContents | BlobResourceContents]:
+            return (await client.read_resource(uri)).contents
+
+        result: list[TextResourceContents | BlobResourceContents] = await self._read(
+            server, "resources/read", read, user=user
+        )
+        return result
+
+    @on_host_loop
+    async def alist_prompts(self, server: str, *, user: Any = None) -> list[Prompt]:
+        """``server``'s prompts, every page (errors as for ``alist_resources``)."""
+        result: list[Prompt] = await self._read(server, "prompts/list", _list_prompts, user=user)
+        return result
+
+    @on_host_loop
+    async def aget_prompt(
+        self, server: str, prompt: str, arguments: dict[str, str], *, user: Any = None
+    ) -> GetPromptResult:
+        """``prompt`` of ``server`` filled in with ``arguments``.
+
+        Servers hide "unknown prompt" and "missing argument" behind internal errors, so both are checked
+        first: UnknownPrompt, PromptArgumentsMissing; else errors as for ``alist_resources``.
+        """
+
+        async def get(client: Client) -> GetPromptResult:
+            known = {p.name: p for p in await _list_prompts(client)}
+            if prompt not in known:
+                raise UnknownPrompt(prompt)
+            missing = [a.name for a in known[prompt].arguments or [] if a.required and a.name not in arguments]
+            if missing:
+                raise PromptArgumentsMissing(prompt, missing)
+            return await client.get_prompt(prompt, arguments)
+
+        result: GetPromptResult = await self._read(server, "prompts/get", get, user=user)
+        return result
+
+    @on_host_loop
     async def aprobe(self, spec: ServerSpec) -> dict[str, Any]:
         """Connect afresh (outside the pool), list tools, disconnect: the admin's "Test connection"."""
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(settings.MCP_CONNECT_TIMEOUT):
+                async with open_transport(spec) as transport, Client(transport, client_info=CLIENT_INFO) as client:
+                    listing = await client.list_tools(cache_mode="bypass")
+                    info = client.server_info
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            error = redactor_for(spec)(describe(exc))
+            return {"ok": False, "error": error, "latency_ms": _ms(started), "tools": []}
+        return {
+            "ok": True,
+            "error": None,
+            "latency_ms": _ms(started),
+            "server": f"{info.name} {info.version}" if info else None,
+            "tools": [tool.name for tool in listing.tools],
+        }
 
-        async def probe() -> dict[str, Any]:
-            from mcp import Client
-
-            from .connection import CLIENT_INFO
-
-            started = time.perf_counter()
-            try:
-                async with asyncio.timeout(settings.MCP_CONNECT_TIMEOUT):
-                    async with open_transport(spec) as transport, Client(transport, client_info=CLIENT_INFO) as client:
-                        listing = await client.list_tools(cache_mode="bypass")
-                        info = client.server_info
-            except BaseException as exc:
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                error = redactor_for(spec)(describe(exc))
-                return {"ok": False, "error": error, "latency_ms": _ms(started), "tools": []}
-            return {
-                "ok": True,
-                "error": None,
-                "latency_ms": _ms(started),
-                "server": f"{info.name} {info.version}" if info else None,
-                "tools": [tool.name for tool in listing.tools],
-            }
-
-        return await self._run(probe())
-
+    @on_host_loop
     async def aclose(self) -> None:
-        async def close() -> None:
-            if self._listener is not None:
-                self._listener.cancel()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.gather(self._listener, return_exceptions=True), 5)
-            if self._reaper is not None:
-                self._reaper.cancel()
-            connections = [*self.connections.values(), *(c.connection for c in self.user_connections.values())]
-            self.connections.clear()
-            self.user_connections.clear()
-            for connection in connections:
-                await connection.stop()
-            await asyncio.gather(*self._stopping, return_exceptions=True)
-
-        await self._run(close())
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(self._listener, return_exceptions=True), 5)
+        if self._reaper is not None:
+            self._reaper.cancel()
+        connections = [*self.connections.values(), *(c.connection for c in self.user_connections.values())]
+        self.connections.clear()
+        self.user_connections.clear()
+        for connection in connections:
+            await connection.stop()
+        await asyncio.gather(*self._stopping, return_exceptions=True)
 
     def close(self) -> None:
         if self._closed:
@@ -660,26 +774,33 @@ class McpHost:
 
     # --- blocking twins for sync callers (admin, commands, Celery) -------------------------------
 
-    def statuses(self) -> list[ServerStatus]:
-        return self._run_sync(self.astatuses(), timeout=30)
+    statuses = blocking(astatuses, timeout=30)
+    tools = blocking(atools, timeout=lambda: 30 + settings.MCP_READY_WAIT)
+    call_tool = blocking(acall_tool)
+    reload = blocking(areload, timeout=60)
+    reconnect = blocking(areconnect, timeout=30)
+    probe = blocking(aprobe)
+    ready = blocking(await_ready)
 
-    def tools(self, servers: list[str] | None = None, *, user: Any = None) -> list[ToolInfo]:
-        return self._run_sync(self.atools(servers, user=user), timeout=30 + settings.MCP_READY_WAIT)
 
-    def call_tool(self, namespaced_name: str, arguments: dict[str, Any], *, user: Any = None) -> ToolResult:
-        return self._run_sync(self.acall_tool(namespaced_name, arguments, user=user))
+async def _list_prompts(client: Client) -> list[Prompt]:
+    if client.server_capabilities.prompts is None:
+        return []
+    return await _every_page(lambda cursor: client.list_prompts(cursor=cursor), lambda page: page.prompts)
 
-    def reload(self) -> list[str]:
-        return self._run_sync(self.areload(), timeout=60)
 
-    def reconnect(self, name: str) -> None:
-        self._run_sync(self.areconnect(name), timeout=30)
-
-    def probe(self, spec: ServerSpec) -> dict[str, Any]:
-        return self._run_sync(self.aprobe(spec))
-
-    def ready(self, seconds: float | None = None) -> None:
-        self._run_sync(self.await_ready(seconds))
+async def _every_page[R: PaginatedResult, I](
+    list_page: Callable[[str | None], Awaitable[R]], items: Callable[[R], list[I]]
+) -> list[I]:
+    """The items of every page of a listing (MAX_PAGES at most), following its cursors."""
+    found: list[I] = []
+    cursor: str | None = None
+    for _page in range(MAX_PAGES):
+        page = await list_page(cursor)
+        found += items(page)
+        if not (cursor := page.next_cursor):
+            break
+    return found
 
 
 def _log_start_failure(future: concurrent.futures.Future[None]) -> None:
@@ -693,6 +814,18 @@ def _ms(started: float) -> int:
 
 _host: McpHost | None = None
 _host_lock = threading.Lock()
+
+# How a host hears of configuration changes made in other processes: run on the host's loop for its lifetime
+# once it starts, it keeps ``host.listening`` set while it listens and awaits ``host.areload()`` on each change.
+# The app's ready() wires in mcp_servers.broadcast's, so that neither module imports the other.
+type ConfigListener = Callable[[McpHost], Coroutine[Any, Any, None]]
+_config_listener: ConfigListener | None = None
+
+
+def host_listen_with(listener: ConfigListener) -> None:
+    """Have every host of this process, once started, run ``listener`` (process start-up, from the app config)."""
+    global _config_listener
+    _config_listener = listener
 
 
 def get_host() -> McpHost:
@@ -714,6 +847,13 @@ def host_start_at_boot() -> None:
 def current_host() -> McpHost | None:
     """The host if this process has started one (broadcasts need not start it)."""
     return _host
+
+
+def host_reload_soon() -> None:
+    """This process's host, if it has one, re-reads the configuration; without waiting (any thread)."""
+    host = current_host()
+    if host is not None:
+        host.request_reload()
 
 
 def reset_host() -> None:

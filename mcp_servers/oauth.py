@@ -2,10 +2,14 @@
 
 A server with ``auth = oauth`` is per-user. A user signs in in their browser:
 
-- ``oauth_flow_start`` discovers the server's protected-resource metadata and its authorization server's
-  metadata, takes the client (one registered beforehand in admin, the one this user registered before, or a
-  new dynamic registration), makes a PKCE pair and a state, keeps them (encrypted) in an ``McpOAuthFlow``
-  row for a few minutes, and returns the authorization URL the browser is sent to;
+- ``oauth_flow_start`` discovers the server's protected-resource metadata (checked to be about this server)
+  and its authorization server's metadata (a 2025-03-26 server without any gets the default endpoints at
+  its root), chooses the scope (admin's; else the server's challenge, its ``scopes_supported``, or none),
+  takes the client (one registered beforehand in admin, the platform's client ID metadata document URL
+  where the server supports CIMD, the one this user registered before, or a new dynamic registration),
+  with the token-endpoint auth method the server supports, makes a PKCE pair and a state, keeps them
+  (encrypted) in an ``McpOAuthFlow`` row for a few minutes, and returns the authorization URL the browser
+  is sent to;
 - ``oauth_flow_finish``, at the platform's callback, takes the row back by its state (for the same user,
   once), exchanges the code for tokens and stores them encrypted in the user's ``McpOAuthToken``.
 
@@ -15,17 +19,20 @@ refreshes it when it expires. When the server answers 401 (a revoked token, a re
 ``insufficient_scope`` (step-up), the provider would send a person to the authorization server: our
 redirect handler instead clears the user's tokens, keeps the scope asked for, and ends the connection; the
 user sees the server as "needs-sign-in" until they connect again. No reconnect loop: nothing retries
-without a new sign-in.
+without a new sign-in, and a server refusing, again and again, tokens that hold the very scope it asks for
+is not offered more sign-ins for a while (MAX_REFUSED_UPGRADES).
 
 ``auth = client_credentials`` servers are shared: the SDK's ``ClientCredentialsOAuthProvider`` gets a
-token with the client ID and secret set in admin, kept in memory for the connection's life.
+token with the client ID and secret set in admin (sent the way the authorization server supports), kept in
+memory for the connection's life; with a PEM private key for a secret, ``PrivateKeyJWTOAuthProvider`` signs
+a client assertion instead (RFC 7523).
 """
 
 import json
 import logging
 import secrets
 import warnings
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -33,15 +40,23 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx2
 from cryptography.fernet import InvalidToken
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from mcp.client.auth import OAuthClientProvider, OAuthFlowError, PKCEParameters
 from mcp.client.auth.exceptions import OAuthRegistrationError
-from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
+from mcp.client.auth.extensions.client_credentials import (
+    ClientCredentialsOAuthProvider,
+    PrivateKeyJWTOAuthProvider,
+    SignedJWTParameters,
+)
 from mcp.client.auth.oauth2 import OAuthContext, check_registration_usable
 from mcp.client.auth.utils import (
     build_oauth_authorization_server_metadata_discovery_urls,
     build_protected_resource_metadata_discovery_urls,
+    create_client_info_from_metadata_url,
     create_client_registration_request,
     create_oauth_metadata_request,
     credentials_match_issuer,
@@ -52,6 +67,7 @@ from mcp.client.auth.utils import (
     handle_protected_resource_response,
     handle_registration_response,
     handle_token_response_scopes,
+    should_use_client_metadata_url,
     union_scopes,
     validate_authorization_response_iss,
     validate_metadata_issuer,
@@ -65,7 +81,7 @@ from mcp.shared.auth import (
     OAuthToken,
     ProtectedResourceMetadata,
 )
-from mcp.shared.auth_utils import calculate_token_expiry
+from mcp.shared.auth_utils import calculate_token_expiry, check_resource_allowed, resource_url_from_server_url
 from mcp.shared.exceptions import MCPDeprecationWarning
 from pydantic import AnyUrl
 
@@ -84,8 +100,54 @@ CLIENT_NAME = "LLM Platform"
 UNUSED_REDIRECT_URI = "https://localhost/mcp-oauth-not-used"
 
 
+# How many times in a row a server may refuse a token that holds the very scope it asks for before the
+# platform stops offering a new sign-in (a scope upgrade that can never succeed must not loop).
+MAX_REFUSED_UPGRADES = 3
+REFUSED_UPGRADES_WINDOW = timedelta(hours=1)
+SECRET_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+
+
 class SignInRequired(Exception):
     """The server wants the user to sign in (again): their token was refused, or more scope is needed."""
+
+
+def token_endpoint_auth_method(asm: OAuthMetadata | None, *, has_secret: bool) -> str:
+    """How a client authenticates at the token endpoint, from what the authorization server supports.
+
+    Without a secret: ``none``. With one: ``client_secret_basic`` unless the server lists only
+    ``client_secret_post`` (RFC 8414 §2: an absent list means ``client_secret_basic``).
+    """
+    if not has_secret:
+        return "none"
+    supported = (asm.token_endpoint_auth_methods_supported if asm else None) or ["client_secret_basic"]
+    return next((method for method in SECRET_AUTH_METHODS if method in supported), "client_secret_basic")
+
+
+def registration_auth_method(asm: OAuthMetadata | None) -> str:
+    """The token-endpoint auth method to ask for in a dynamic registration: ``none`` (a public client with
+    PKCE) when the server allows it, else the secret-based method it supports (it then issues a secret)."""
+    supported = asm.token_endpoint_auth_methods_supported if asm else None
+    if not supported or "none" in supported:
+        return "none"
+    return token_endpoint_auth_method(asm, has_secret=True)
+
+
+def client_metadata_url() -> str | None:
+    """The URL of the platform's client ID metadata document (CIMD), when one is configured."""
+    return settings.MCP_OAUTH_CLIENT_METADATA_URL or None
+
+
+def client_metadata_document(*, redirect_uri: str) -> dict[str, Any]:
+    """The client ID metadata document served at MCP_OAUTH_CLIENT_METADATA_URL: its ``client_id`` is that URL."""
+    return {
+        "client_id": settings.MCP_OAUTH_CLIENT_METADATA_URL,
+        "client_name": CLIENT_NAME,
+        "redirect_uris": [redirect_uri],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+        "application_type": "web",
+    }
 
 
 # --- encrypted rows ----------------------------------------------------------------------------------
@@ -172,18 +234,39 @@ def oauth_client_info_store(*, server_name: str, user_id: int, client_info: OAut
 
 
 @transaction.atomic
-def oauth_sign_in_needed(*, server_name: str, user_id: int, scope: str = "") -> None:
-    """Forget the user's tokens (their client registration stays); keep the scope the server asked for."""
+def oauth_sign_in_needed(*, server_name: str, user_id: int, scope: str = "", step_up: bool = False) -> None:
+    """Forget the user's tokens (their client registration stays); keep the scope the server asked for.
+
+    A step-up (403 ``insufficient_scope``) asking only for scope the refused token already held is a
+    refused upgrade: another sign-in would get the same. After MAX_REFUSED_UPGRADES of them in a row,
+    ``oauth_flow_start`` stops offering one for REFUSED_UPGRADES_WINDOW (or until the user signs out).
+    """
     row = McpOAuthToken.objects.select_for_update().filter(server__name=server_name, user_id=user_id).first()
     if row is None:
         return
     data = _open(row.data)
-    data.pop("tokens", None)
+    tokens = data.pop("tokens", None) or {}
+    granted = set(str(tokens.get("scope") or row.scope or "").split())
+    asked = set(scope.split())
+    if step_up and asked and asked <= granted:
+        data["refused_upgrades"] = _recent_refusals(data) + 1
+        data["refused_at"] = timezone.now().isoformat()
+    else:
+        data.pop("refused_upgrades", None)
+        data.pop("refused_at", None)
     row.data = _seal(data)
     row.signed_in_at = None
     row.expires_at = None
     row.needs_scope = scope
     row.save(update_fields=["data", "signed_in_at", "expires_at", "needs_scope", "updated_at"])
+
+
+def _recent_refusals(data: dict[str, Any]) -> int:
+    """Refused upgrades in a row, the last within REFUSED_UPGRADES_WINDOW (after that, a sign-in is offered again)."""
+    at = data.get("refused_at")
+    if not at or datetime.fromisoformat(at) < timezone.now() - REFUSED_UPGRADES_WINDOW:
+        return 0
+    return int(data.get("refused_upgrades", 0))
 
 
 def _close_connection_here(server_name: str, user_id: int) -> None:
@@ -251,11 +334,27 @@ class _UserOAuthProvider(OAuthClientProvider):
     storage would otherwise count as valid until the server refuses it.
     """
 
+    refused_with: int | None = None  # the status of the server's last refusal of a request (401, 403)
+
     async def _initialize(self) -> None:
         await super()._initialize()
         storage = self.context.storage
         if isinstance(storage, DbTokenStorage):
             self.context.token_expiry_time = await storage.expiry()
+
+    async def _auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        # The SDK's flow, watched: whether the MCP request itself was refused with 401 or 403 (step-up)
+        # is what the redirect handler needs to know, and it is only told the authorization URL.
+        flow = super()._auth_flow(request)
+        outgoing = await anext(flow)
+        while True:
+            response = yield outgoing
+            if response.request is request and response.status_code in (401, 403):
+                self.refused_with = response.status_code
+            try:
+                outgoing = await flow.asend(response)
+            except StopAsyncIteration:
+                return
 
 
 class _MemoryTokenStorage:
@@ -276,20 +375,69 @@ class _MemoryTokenStorage:
         self.client_info = client_info
 
 
+PEM_PRIVATE_KEY = "PRIVATE KEY-----"
+
+
+def _signing_algorithm(pem: str) -> str:
+    """The JWS algorithm for a PEM private key: ES256/384/512 for EC keys, RS256 for RSA, EdDSA for Ed25519."""
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"oauth_client_secret holds a private key that cannot be read: {exc}") from exc
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        algorithms = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+        if key.curve.name in algorithms:
+            return algorithms[key.curve.name]
+    elif isinstance(key, rsa.RSAPrivateKey):
+        return "RS256"
+    elif isinstance(key, ed25519.Ed25519PrivateKey):
+        return "EdDSA"
+    raise ConfigError("oauth_client_secret holds a private key of a kind that cannot sign client assertions")
+
+
+class _ClientCredentialsProvider(ClientCredentialsOAuthProvider):
+    """The SDK's client-credentials provider, authenticating at the token endpoint the way the authorization
+    server supports (``client_secret_basic`` or ``client_secret_post``), which is known only after discovery."""
+
+    async def _exchange_token_client_credentials(self) -> httpx2.Request:
+        info = self.context.client_info
+        if info is not None:
+            info.token_endpoint_auth_method = token_endpoint_auth_method(
+                self.context.oauth_metadata, has_secret=bool(info.client_secret)
+            )
+        return await super()._exchange_token_client_credentials()
+
+
 def connection_auth(
     spec: ServerSpec, *, on_sign_in_required: Callable[[str], None] | None = None
 ) -> httpx2.Auth | None:
     """The httpx auth for a connection to ``spec``: None without OAuth; ConfigError when it cannot be built."""
     if spec.auth == AuthMode.CLIENT_CREDENTIALS:
+        secret = expanded_client_secret(spec)
         with warnings.catch_warnings():
             # Without an issuer the SDK warns (deprecated): the admin chose to trust the discovered one.
             warnings.simplefilter("ignore", MCPDeprecationWarning)
-            return ClientCredentialsOAuthProvider(
+            if PEM_PRIVATE_KEY in secret:
+                # A private key instead of a secret: the client authenticates with a signed JWT (RFC 7523).
+                signer = SignedJWTParameters(
+                    issuer=spec.oauth_client_id,
+                    subject=spec.oauth_client_id,
+                    signing_key=secret,
+                    signing_algorithm=_signing_algorithm(secret),
+                )
+                return PrivateKeyJWTOAuthProvider(
+                    server_url=expanded_url(spec),
+                    storage=_MemoryTokenStorage(),
+                    client_id=spec.oauth_client_id,
+                    assertion_provider=signer.create_assertion_provider(),
+                    scope=spec.oauth_scopes or None,
+                    issuer=spec.oauth_issuer or None,
+                )
+            return _ClientCredentialsProvider(
                 server_url=expanded_url(spec),
                 storage=_MemoryTokenStorage(),
                 client_id=spec.oauth_client_id,
-                client_secret=expanded_client_secret(spec),
-                token_endpoint_auth_method="client_secret_post",  # noqa: S106  (a method's name)
+                client_secret=secret,
                 scope=spec.oauth_scopes or None,
                 issuer=spec.oauth_issuer or None,
             )
@@ -302,7 +450,8 @@ def connection_auth(
     async def sign_in_again(authorization_url: str) -> None:
         # The SDK would send a person to the authorization server now; nobody is here to go.
         scope = parse_qs(urlsplit(authorization_url).query).get("scope", [""])[0]
-        await run_db(oauth_sign_in_needed, server_name=server_name, user_id=user_id, scope=scope)
+        step_up = provider.refused_with == 403
+        await run_db(oauth_sign_in_needed, server_name=server_name, user_id=user_id, scope=scope, step_up=step_up)
         if on_sign_in_required is not None:
             on_sign_in_required(scope)
         raise SignInRequired(f"MCP server {server_name!r} needs the user to sign in again")
@@ -315,7 +464,6 @@ def connection_auth(
         redirect_uris=[AnyUrl(UNUSED_REDIRECT_URI)],
         client_name=CLIENT_NAME,
         scope=spec.oauth_scopes or None,
-        token_endpoint_auth_method="client_secret_post" if spec.oauth_client_secret else "none",
         application_type="web",
     )
     provider = _UserOAuthProvider(
@@ -324,6 +472,7 @@ def connection_auth(
         storage=DbTokenStorage(server_name, user_id),
         redirect_handler=sign_in_again,
         callback_handler=no_callback,
+        client_metadata_url=client_metadata_url(),
     )
     return provider
 
@@ -353,6 +502,11 @@ async def _discover(
         prm = await handle_protected_resource_response(await http.send(create_oauth_metadata_request(url)))
         if prm is not None:
             break
+    if prm is not None and prm.resource:
+        # RFC 8707 / RFC 9728 §3.3: the metadata must be about this server, or its tokens would be for another.
+        expected = resource_url_from_server_url(server_url)
+        if not check_resource_allowed(requested_resource=expected, configured_resource=str(prm.resource)):
+            raise OAuthFlowError(f"Protected resource {prm.resource} does not match this server ({expected})")
     auth_server_url = str(prm.authorization_servers[0]) if prm and prm.authorization_servers else None
     asm: OAuthMetadata | None = None
     for url in build_oauth_authorization_server_metadata_discovery_urls(auth_server_url, server_url):
@@ -367,10 +521,11 @@ async def _discover(
     return prm, asm, auth_server_url, challenge_scope
 
 
-def _previous(*, server: McpServer, user: User) -> tuple[OAuthClientInformationFull | None, str, str]:
+def _previous(*, server: McpServer, user: User) -> tuple[OAuthClientInformationFull | None, str, str, int]:
     row, stored = _stored(server.name, user.pk)
     client = OAuthClientInformationFull.model_validate(stored["client_info"]) if stored.get("client_info") else None
-    return client, (row.needs_scope if row else ""), (row.scope if row else "")
+    refused = _recent_refusals(stored)
+    return client, (row.needs_scope if row else ""), (row.scope if row else ""), refused
 
 
 async def oauth_flow_start(*, server: McpServer, user: User, redirect_uri: str) -> str:
@@ -387,31 +542,42 @@ async def oauth_flow_start(*, server: McpServer, user: User, redirect_uri: str) 
         client_secret = expanded_client_secret(spec)
     except ConfigError as exc:
         raise ValidationFailed(f"MCP server {server.name!r} is misconfigured: {exc}", code="mcp_config") from exc
-    previous_client, needs_scope, granted = await run_db(_previous, server=server, user=user)
+    previous_client, needs_scope, granted, refused = await run_db(_previous, server=server, user=user)
+    if refused >= MAX_REFUSED_UPGRADES:
+        raise UpstreamError(
+            f"MCP server {server.name!r} refused {refused} sign-ins in a row that granted the scope it asked for; "
+            "signing in again would not help now. Try again in an hour, or sign out of the server to start over.",
+            code="mcp_oauth_scope_refused",
+        )
     metadata = OAuthClientMetadata(
-        redirect_uris=[AnyUrl(redirect_uri)],
-        client_name=CLIENT_NAME,
-        token_endpoint_auth_method="client_secret_post" if spec.oauth_client_id and client_secret else "none",
-        application_type="web",
+        redirect_uris=[AnyUrl(redirect_uri)], client_name=CLIENT_NAME, application_type="web"
     )
+    cimd_url = client_metadata_url()
     async with create_mcp_http_client(headers=headers) as http:
         try:
             prm, asm, auth_server_url, challenged = await _discover(http, server_url)
         except OAuthFlowError as exc:
             raise UpstreamError(f"OAuth discovery failed: {exc}", code="mcp_oauth_discovery") from exc
         issuer = auth_server_url or (str(asm.issuer) if asm else None)
+        # Scope: the admin's, else the server's challenge, its scopes_supported, or none at all.
         scope = spec.oauth_scopes or get_client_metadata_scopes(challenged, prm, asm, metadata.grant_types)
         # Step-up: what the server asked for more, with what was granted before (SEP-2350).
         scope = union_scopes(union_scopes(scope, granted or None), needs_scope or None)
         metadata.scope = scope
+        metadata.token_endpoint_auth_method = registration_auth_method(asm)  # type: ignore[assignment]
         client: OAuthClientInformationFull | None
         if spec.oauth_client_id:
+            # Pre-registered in admin: the secret goes the way the authorization server takes it.
             client = OAuthClientInformationFull(
                 client_id=spec.oauth_client_id,
                 client_secret=client_secret or None,
                 redirect_uris=[AnyUrl(redirect_uri)],
-                token_endpoint_auth_method=metadata.token_endpoint_auth_method,
+                token_endpoint_auth_method=token_endpoint_auth_method(asm, has_secret=bool(client_secret)),
             )
+        elif should_use_client_metadata_url(asm, cimd_url):
+            # The server fetches our client ID metadata document: no registration (SEP-991).
+            client = create_client_info_from_metadata_url(cimd_url or "", redirect_uris=[AnyUrl(redirect_uri)])
+            client.issuer = issuer
         elif (
             previous_client is not None
             and (issuer is None or credentials_match_issuer(previous_client, issuer, None))
@@ -425,6 +591,11 @@ async def oauth_flow_start(*, server: McpServer, user: User, redirect_uri: str) 
             request = create_client_registration_request(asm, metadata, f"{parts.scheme}://{parts.netloc}")
             try:
                 client = await handle_registration_response(await http.send(request))
+                if client.token_endpoint_auth_method is None:
+                    # The server did not say: its secret (if it issued one) goes the way it supports.
+                    client.token_endpoint_auth_method = token_endpoint_auth_method(
+                        asm, has_secret=bool(client.client_secret)
+                    )
                 check_registration_usable(client)
             except OAuthRegistrationError as exc:
                 raise UpstreamError(f"Client registration failed: {exc}", code="mcp_oauth_registration") from exc
@@ -496,11 +667,14 @@ def _flow_take(*, state: str, user: User) -> tuple[McpServer, dict[str, Any]]:
 def _grant_store(
     *, server: McpServer, user: User, tokens: OAuthToken, client_info: OAuthClientInformationFull, redirect_uri: str
 ) -> None:
+    _row, previous = _stored(server.name, user.pk)
     data = {
         "tokens": tokens.model_dump(mode="json", exclude_none=True),
         "client_info": client_info.model_dump(mode="json", exclude_none=True),
         "redirect_uri": redirect_uri,
     }
+    if _recent_refusals(previous):  # counted on until the server asks for something else
+        data |= {"refused_upgrades": previous["refused_upgrades"], "refused_at": previous["refused_at"]}
     McpOAuthToken.objects.update_or_create(
         server=server,
         user=user,

@@ -16,12 +16,13 @@ A server declaring required ``user_vars`` "needs setup" for a user until they se
 
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from django.conf import settings
-from mcp import MCPError
+from mcp_types import BlobResourceContents, GetPromptResult, Prompt, TextResourceContents
 
 from accounts.models import User
 from platform_site.db import run_db
@@ -30,14 +31,22 @@ from platform_site.exceptions import NotFound, ServiceUnavailable, UpstreamError
 from .config import ServerSpec
 from .connection import ServerUnavailable
 from .credentials import credential_names_for
-from .host import UnknownServer, UnknownTool, get_host
+from .host import (
+    McpHost,
+    PromptArgumentsMissing,
+    ResourceListing,
+    ServerRefused,
+    UnknownPrompt,
+    UnknownServer,
+    UnknownTool,
+    get_host,
+)
 from .models import LogLevel, McpServer, McpServerLogEntry
 from .oauth import oauth_servers, oauth_sign_in_missing
 from .redaction import Redactor, redactor_for
 from .results import ServerStatus, ToolInfo
 
 RESOURCE_NOT_FOUND = -32002
-CONNECTION_CLOSED = -32000
 INVALID_PARAMS = -32602
 
 
@@ -360,6 +369,16 @@ async def mcp_server_view(*, name: str, user: User | None = None) -> ServerView:
     return ServerView(server=row, status=_seen_by(name, status, needing, signing), usable=usable)
 
 
+def mcp_host_statuses() -> dict[str, ServerStatus]:
+    """Each server's state in this worker's host, by name; blocks (sync callers: admin). Unscoped: staff only."""
+    return {status.name: status for status in get_host().statuses()}
+
+
+def mcp_server_tools_offered(*, name: str) -> list[ToolInfo]:
+    """The tools this worker's host offers models for the shared server ``name``; blocks (admin). Staff only."""
+    return get_host().tools([name])
+
+
 async def mcp_host_summary(*, user: User) -> dict[str, Any]:
     """Counts of servers by state and of their tools: for staff all servers, for others those they may use."""
     statuses = await get_host().astatuses()
@@ -422,26 +441,14 @@ async def mcp_tools(*, user: User, server: str | None = None) -> list[ToolInfo]:
     return await host.atools([server], user=user)
 
 
-async def _arequest(server: str, what: str, call: Any, user: User) -> Any:
-    host = get_host()
-    try:
-        return await host.arequest(server, what, call, user=user)
-    except MCPError as exc:
-        if exc.code != CONNECTION_CLOSED:
-            raise
-    # The connection went away under the request (a reconnect or reload restarts it). These requests only
-    # read: wait for the new connection (MCP_READY_WAIT at most) and ask once more.
-    await host.await_ready()
-    try:
-        return await host.arequest(server, what, call, user=user)
-    except MCPError as exc:
-        if exc.code == CONNECTION_CLOSED:
-            raise ServerUnavailable(server, "error", f"MCP server {server!r} lost its connection.") from exc
-        raise
+async def _mcp_read[T](*, user: User, server: str, read: Callable[[McpHost], Awaitable[T]]) -> T:
+    """``read(host)``: a resources/prompts request to one server, with host errors mapped to API errors.
 
-
-async def mcp_request(*, user: User, server: str, what: str, call: Any) -> Any:
-    """A resources/prompts request to one server, with host errors mapped to API errors."""
+    NotFound for a server ``user`` may not use (``unknown_mcp_server``) or a thing it does not have
+    (``mcp_not_found``); ValidationFailed when ``user`` must set it up or sign in first, or the server finds
+    the parameters invalid; ServiceUnavailable ``mcp_server_unavailable``; UpstreamError for any other error
+    of the server's, or ``mcp_timeout``.
+    """
     view = await mcp_server_view(name=server, user=user)
     if view.status.status == "needs-setup":
         missing = await run_db(mcp_user_vars_missing, user=user)
@@ -449,13 +456,13 @@ async def mcp_request(*, user: User, server: str, what: str, call: Any) -> Any:
     if view.status.status == "needs-sign-in":
         raise mcp_needs_sign_in_error(servers=[server])
     try:
-        return await _arequest(server, what, call, user)
+        return await read(get_host())
     except UnknownServer as exc:
         raise NotFound(f"Unknown MCP server {server!r}.", code="unknown_mcp_server") from exc
     except ServerUnavailable as exc:
         reason = exc.reason if user.is_staff else None
         raise mcp_unavailable_error(name=server, status=exc.status, reason=reason) from exc
-    except MCPError as exc:
+    except ServerRefused as exc:
         # The server's own words: they may quote what it was configured with.
         message = view.redact(exc.message)
         if exc.code == RESOURCE_NOT_FOUND or "not found" in message.lower() or "unknown" in message.lower():
@@ -465,6 +472,38 @@ async def mcp_request(*, user: User, server: str, what: str, call: Any) -> Any:
         raise UpstreamError(message, details={"mcp_code": exc.code}) from exc
     except TimeoutError as exc:
         raise UpstreamError(f"MCP server {server!r} did not answer in time.", code="mcp_timeout") from exc
+
+
+async def mcp_resources_list(*, user: User, server: str) -> ResourceListing:
+    """``server``'s resources and resource templates, as ``user`` may see them (``_mcp_read`` errors)."""
+    return await _mcp_read(user=user, server=server, read=lambda host: host.alist_resources(server, user=user))
+
+
+async def mcp_resource_read(*, user: User, server: str, uri: str) -> list[TextResourceContents | BlobResourceContents]:
+    """The contents of the resource at ``uri`` on ``server``; NotFound ``mcp_not_found`` when there is none."""
+    return await _mcp_read(user=user, server=server, read=lambda host: host.aread_resource(server, uri, user=user))
+
+
+async def mcp_prompts_list(*, user: User, server: str) -> list[Prompt]:
+    """``server``'s prompts (none when it offers no prompts)."""
+    return await _mcp_read(user=user, server=server, read=lambda host: host.alist_prompts(server, user=user))
+
+
+async def mcp_prompt_get(*, user: User, server: str, prompt: str, arguments: dict[str, str]) -> GetPromptResult:
+    """``prompt`` filled in with ``arguments``: NotFound ``unknown_prompt`` when the server has no such prompt,
+    ValidationFailed when a required argument is missing."""
+
+    async def get(host: McpHost) -> GetPromptResult:
+        try:
+            return await host.aget_prompt(server, prompt, arguments, user=user)
+        except UnknownPrompt as exc:
+            raise NotFound(f"MCP server {server!r} has no prompt {prompt!r}.", code="unknown_prompt") from exc
+        except PromptArgumentsMissing as exc:
+            raise ValidationFailed(
+                f"Missing prompt argument(s): {', '.join(exc.missing)}.", details={"arguments": exc.missing}
+            ) from exc
+
+    return await _mcp_read(user=user, server=server, read=get)
 
 
 def mcp_server_log(*, name: str, level: str = "", limit: int = 100) -> list[McpServerLogEntry]:
@@ -481,13 +520,18 @@ __all__ = [
     "ServerView",
     "UnknownTool",
     "mcp_access_cache_clear",
+    "mcp_host_statuses",
     "mcp_host_summary",
     "mcp_needs_setup_error",
     "mcp_needs_sign_in_error",
-    "mcp_request",
+    "mcp_prompt_get",
+    "mcp_prompts_list",
+    "mcp_resource_read",
+    "mcp_resources_list",
     "mcp_server_for_credentials",
     "mcp_server_for_oauth",
     "mcp_server_log",
+    "mcp_server_tools_offered",
     "mcp_server_view",
     "mcp_server_views",
     "mcp_servers_needing_setup",

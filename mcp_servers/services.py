@@ -14,6 +14,7 @@ from accounts.models import User
 from platform_site.exceptions import NotFound, PermissionDenied
 
 from .broadcast import broadcast_config_changed
+from .config import ServerSpec
 from .config_io import ConfigFileError, ParsedServer
 from .connection import ServerUnavailable
 from .host import UnknownServer, UnknownTool, get_host
@@ -94,6 +95,25 @@ async def mcp_server_reconnect(*, name: str) -> None:
     await get_host().areconnect(name)
 
 
+def mcp_server_probe(*, server: McpServer) -> dict[str, Any]:
+    """Connect to ``server`` afresh (outside the pool), list its tools, disconnect; blocks (admin's "Test
+    connection"). ``{"ok", "error", "latency_ms", "tools"}`` and, when it connected, ``"server"``."""
+    return get_host().probe(ServerSpec.from_row(server))
+
+
+def mcp_servers_reconnect(*, names: list[str]) -> list[str]:
+    """Reconnect each of ``names`` in this worker's host; blocks (admin). The names it knew."""
+    host = get_host()
+    reconnected = []
+    for name in names:
+        try:
+            host.reconnect(name)
+        except LookupError:
+            continue
+        reconnected.append(name)
+    return reconnected
+
+
 async def mcp_host_reload() -> list[str]:
     return await get_host().areload()
 
@@ -142,6 +162,11 @@ IMPORTED_FIELDS = (
     "tool_policies",
     "user_vars",
     "roots",
+    "auth",
+    "oauth_client_id",
+    "oauth_client_secret",
+    "oauth_scopes",
+    "oauth_issuer",
 )
 
 
@@ -232,6 +257,12 @@ def mcp_servers_import(*, servers: list[ParsedServer], dry_run: bool = False) ->
                 errors.append(
                     f"Server {server.name!r}: {field} {', '.join(missing)}: masked, and no stored value to keep."
                 )
+        secret = {"oauth_client_secret": values["oauth_client_secret"]} if values["oauth_client_secret"] else {}
+        stored_secret = {"oauth_client_secret": row.oauth_client_secret} if row and row.oauth_client_secret else {}
+        kept, missing = unmask_values(secret, stored_secret)
+        values["oauth_client_secret"] = kept.get("oauth_client_secret", "")
+        if missing:
+            errors.append(f"Server {server.name!r}: oauth_client_secret: masked, and no stored value to keep.")
         if row is None:
             row = McpServer(name=server.name, **values)
             to_create.append(row)

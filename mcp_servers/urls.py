@@ -14,6 +14,7 @@ urlpatterns = [
     path("mcp/servers/<str:name>/oauth", apis.McpOAuthApi.as_view(), name="mcp-server-oauth"),
     path("mcp/servers/<str:name>/oauth/connect", apis.McpOAuthConnectApi.as_view(), name="mcp-server-oauth-connect"),
     path("mcp/oauth/callback", apis.oauth_callback, name="mcp-oauth-callback"),
+    path("mcp/oauth/client-metadata.json", apis.oauth_client_metadata, name="mcp-oauth-client-metadata"),
     path("mcp/servers/<str:name>/reconnect", apis.McpServerReconnectApi.as_view(), name="mcp-server-reconnect"),
     path("mcp/servers/<str:name>/logs", apis.McpServerLogApi.as_view(), name="mcp-server-logs"),
     path("mcp/servers/<str:name>/resources", apis.McpResourceListApi.as_view(), name="mcp-server-resources"),

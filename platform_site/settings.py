@@ -309,6 +309,8 @@ CHAT_MAX_TOOL_ROUNDS = env_int("CHAT_MAX_TOOL_ROUNDS", 10)
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 100_000)
 CHAT_MAX_TOOL_ARGUMENT_BYTES = env_int("CHAT_MAX_TOOL_ARGUMENT_BYTES", 64 * 1024)
 CHAT_MAX_TOOL_RESULT_CHARS = env_int("CHAT_MAX_TOOL_RESULT_CHARS", 100_000)
+# The text of the MCP resources attached to one message, all together (a 400 attachment_too_large above).
+CHAT_MAX_ATTACHMENT_CHARS = env_int("CHAT_MAX_ATTACHMENT_CHARS", 200_000)
 CHAT_SSE_HEARTBEAT_SECONDS = env_float("CHAT_SSE_HEARTBEAT_SECONDS", 15)
 CHAT_WS_MAX_FRAME_BYTES = env_int("CHAT_WS_MAX_FRAME_BYTES", 512 * 1024)
 # The web server's own cap on a WebSocket message (passed to daphne and uvicorn by their commands, which
@@ -356,6 +358,14 @@ MCP_CREDENTIALS_KEYS = env_list("MCP_CREDENTIALS_KEYS", [])
 # The OAuth callback to register at authorization servers; blank: this site's /api/mcp/oauth/callback as
 # the browser reached it (set it behind a proxy that does not pass the original host and scheme).
 MCP_OAUTH_REDIRECT_URI = os.environ.get("MCP_OAUTH_REDIRECT_URI", "")
+# The platform's OAuth client ID metadata document (CIMD): its public HTTPS URL, which becomes the client ID at
+# authorization servers that support CIMD (instead of registering). Serve /api/mcp/oauth/client-metadata.json
+# at it. Blank: dynamic registration (or the client set in admin) only.
+MCP_OAUTH_CLIENT_METADATA_URL = os.environ.get("MCP_OAUTH_CLIENT_METADATA_URL", "")
+if MCP_OAUTH_CLIENT_METADATA_URL and not (
+    MCP_OAUTH_CLIENT_METADATA_URL.startswith("https://") and MCP_OAUTH_CLIENT_METADATA_URL.count("/") > 2
+):
+    raise ImproperlyConfigured("MCP_OAUTH_CLIENT_METADATA_URL must be an https:// URL with a path")
 
 # --- Admin bootstrap ------------------------------------------------------------
 

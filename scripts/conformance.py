@@ -9,9 +9,8 @@ is used, else a ``node`` on PATH that is new enough. npx fetches the package onc
 Exit status:
 - default: non-zero when a scenario fails that tests/conformance.json's ``baseline`` does not list (the
   baseline may only list scenarios the suite marks draft or extension, each with its reason), or when a
-  baseline entry passes (stale) or is not draft/extension;
-- ``--gate must-pass``: non-zero only when a scenario listed in ``must_pass`` fails (what CI runs while the
-  rest of the suite is being built).
+  baseline entry passes (stale) or is not draft/extension. This is what CI runs;
+- ``--gate must-pass``: non-zero only when a scenario listed in ``must_pass`` fails.
 
 Usage: scripts/conformance.py [--scenario NAME ...] [--gate baseline|must-pass] [--json FILE]
 """

@@ -227,8 +227,9 @@ def test_vscode_client_side_keys_are_accepted_and_reported_as_ignored(tmp_path):
 # --- errors: the whole file, in a dry run and a real import ----------------------------------------
 
 DESKTOP_KEYS_HINT = (
-    "(known: access, approval, args, command, cwd, denied_tools, description, disabled, display_name, env, headers,"
-    " roots, timeout, type, url, user_vars)."
+    "(known: access, approval, args, auth, command, cwd, denied_tools, description, disabled, display_name, env,"
+    " headers, oauth_client_id, oauth_client_secret, oauth_issuer, oauth_scopes, roots, timeout, type, url,"
+    " user_vars)."
 )
 
 
@@ -335,8 +336,9 @@ def test_every_failing_entry_is_named(tmp_path, people):
     [
         (
             {"mcp_servers": {"s": {"config": {"command": "x"}, "gallery": "https://api.mcp.github.com"}}},
-            "Server 's': unknown key(s): gallery (known: access, approval, config, denied_tools, description,"
-            " display_name, enabled, is_active, roots, timeout, transport_type, user_vars).",
+            "Server 's': unknown key(s): gallery (known: access, approval, auth, config, denied_tools, description,"
+            " display_name, enabled, is_active, oauth_client_id, oauth_client_secret, oauth_issuer, oauth_scopes,"
+            " roots, timeout, transport_type, user_vars).",
         ),
         (
             {"mcp_servers": {"s": {"config": {"command": "x", "type": "stdio"}}}},
@@ -478,3 +480,65 @@ def test_an_export_imports_back_unchanged_over_the_same_rows(tmp_path, people):
 
     assert out == "unchanged files\n0 created, 0 updated, 1 unchanged.\n"
     assert snapshot() == before
+
+
+# --- OAuth settings -------------------------------------------------------------------------------------
+
+
+def test_oauth_settings_round_trip_with_the_client_secret_masked(tmp_path):
+    # given an OAuth server with a pre-registered client and a client-credentials one with a ${VAR} secret
+    McpServerFactory(
+        name="github",
+        transport="streamable_http",
+        command="",
+        url="https://api.example.com/mcp",
+        auth="oauth",
+        oauth_client_id="platform-client",
+        oauth_client_secret="s3cret-client-value",
+        oauth_scopes="repo read:user",
+    )
+    McpServerFactory(
+        name="machine",
+        transport="streamable_http",
+        command="",
+        url="https://m.example.com/mcp",
+        auth="client_credentials",
+        oauth_client_id="machine",
+        oauth_client_secret="${MACHINE_SECRET}",
+        oauth_issuer="https://auth.example.com",
+    )
+    McpServerFactory(name="plain", transport="streamable_http", command="", url="https://p.example.com/mcp")
+    fields = ("auth", "oauth_client_id", "oauth_client_secret", "oauth_scopes", "oauth_issuer")
+    before = list(McpServer.objects.order_by("name").values("name", *fields))
+
+    # when exported without secrets
+    exported = export_config()
+
+    # then the secret is masked, a reference is not, and a server without OAuth has no OAuth keys
+    assert {key: value for key, value in exported["mcpServers"]["github"].items() if key in fields} == {
+        "auth": "oauth",
+        "oauth_client_id": "platform-client",
+        "oauth_client_secret": "********",
+        "oauth_scopes": "repo read:user",
+    }
+    assert exported["mcpServers"]["machine"]["oauth_client_secret"] == "${MACHINE_SECRET}"
+    assert exported["mcpServers"]["machine"]["oauth_issuer"] == "https://auth.example.com"
+    assert not set(fields) & set(exported["mcpServers"]["plain"])
+    # re-importing the masked export keeps the stored secret and changes nothing
+    assert import_config(tmp_path, exported).endswith("0 created, 0 updated, 3 unchanged.\n")
+    assert list(McpServer.objects.order_by("name").values("name", *fields)) == before
+    # a full backup makes the rows again from nothing
+    backup = export_config("--include-secrets")
+    McpServer.objects.all().delete()
+    assert import_config(tmp_path, backup).endswith("3 created, 0 updated, 0 unchanged.\n")
+    assert list(McpServer.objects.order_by("name").values("name", *fields)) == before
+
+
+def test_a_masked_client_secret_with_nothing_stored_and_an_unknown_auth_are_errors(tmp_path):
+    entry = {"url": "https://api.example.com/mcp", "auth": "oauth", "oauth_client_secret": "********"}
+
+    with pytest.raises(CommandError, match="oauth_client_secret: masked, and no stored value to keep"):
+        import_config(tmp_path, {"mcpServers": {"github": entry}})
+    with pytest.raises(CommandError, match="'auth' must be one of none, oauth, client_credentials"):
+        import_config(tmp_path, {"mcpServers": {"github": {**entry, "auth": "magic"}}})
+    assert McpServer.objects.count() == 0

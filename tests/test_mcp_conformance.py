@@ -39,15 +39,9 @@ def _database_url() -> str:
     return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-@needs_node
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.timeout(600)
-def test_the_suite_passes_initialize_tools_call_and_elicitation_defaults(tmp_path):
-    if connection.vendor != "postgresql":
-        pytest.skip("the command runs in another process and needs a database it can reach")
-    scenarios = ["initialize", "tools_call", "elicitation-sep1034-client-defaults"]
+def _run_suite(tmp_path, scenarios: list[str]) -> tuple[subprocess.CompletedProcess[str], list[dict]]:
+    """scripts/conformance.py for ``scenarios`` on the test database: the finished process and its results."""
     report = tmp_path / "results.json"
-
     done = subprocess.run(
         [
             sys.executable,
@@ -64,11 +58,47 @@ def test_the_suite_passes_initialize_tools_call_and_elicitation_defaults(tmp_pat
         env={**os.environ, "DATABASE_URL": _database_url()},
         timeout=540,
     )
+    return done, json.loads(report.read_text()) if report.exists() else []
+
+
+@needs_node
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(600)
+def test_the_suite_passes_initialize_tools_call_and_elicitation_defaults(tmp_path):
+    if connection.vendor != "postgresql":
+        pytest.skip("the command runs in another process and needs a database it can reach")
+    scenarios = ["initialize", "tools_call", "elicitation-sep1034-client-defaults"]
+    done, results = _run_suite(tmp_path, scenarios)
 
     assert done.returncode == 0, done.stdout + done.stderr
-    results = json.loads(report.read_text())
     assert [(r["scenario"], r["passed"], r["reasons"]) for r in results] == [(name, True, []) for name in scenarios]
     assert "conformance: 3 of 3 client scenarios pass" in done.stdout
+
+
+@needs_node
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(600)
+def test_auth_scenarios_pass_through_the_platforms_own_sign_in(tmp_path):
+    if connection.vendor != "postgresql":
+        pytest.skip("the command runs in another process and needs a database it can reach")
+    # discovery, a pre-registered client (client_secret_basic), step-up, the retry limit, 2025-03-26 fallbacks
+    scenarios = [
+        "auth/metadata-var3",
+        "auth/pre-registration",
+        "auth/scope-step-up",
+        "auth/scope-retry-limit",
+        "auth/2025-03-26-oauth-endpoint-fallback",
+    ]
+    done, results = _run_suite(tmp_path, scenarios)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [(r["scenario"], r["passed"], r["reasons"]) for r in results] == [(name, True, []) for name in scenarios]
+    # the platform's own limit ended the retry-limit scenario: three sign-ins, then no more offered
+    (retry_run,) = (tmp_path / "suite" / "runs" / "auth").glob("scope-retry-limit-*")
+    checks = json.loads((retry_run / "checks.json").read_text())
+    assert [c["status"] for c in checks if c["id"] == "scope-retry-auth-attempt"] == ["INFO"] * 3
+    assert "mcp_oauth_scope_refused" not in (retry_run / "stdout.txt").read_text()  # the message, not the code
+    assert "refused 3 sign-ins in a row" in (retry_run / "stdout.txt").read_text()
 
 
 def test_every_must_pass_scenario_is_outside_the_baseline_and_the_baseline_gives_reasons():
@@ -77,6 +107,18 @@ def test_every_must_pass_scenario_is_outside_the_baseline_and_the_baseline_gives
     assert config["package"].startswith("@modelcontextprotocol/conformance@")
     assert not set(config["must_pass"]) & set(config["baseline"])
     assert all(isinstance(reason, str) and reason for reason in config["baseline"].values())
+    # every auth/* scenario of the released spec versions must pass
+    assert {name for name in config["must_pass"] if name.startswith("auth/")} >= {
+        "auth/basic-cimd",
+        "auth/scope-step-up",
+        "auth/scope-retry-limit",
+        "auth/pre-registration",
+        "auth/token-endpoint-auth-basic",
+        "auth/token-endpoint-auth-post",
+        "auth/token-endpoint-auth-none",
+        "auth/2025-03-26-oauth-metadata-backcompat",
+        "auth/2025-03-26-oauth-endpoint-fallback",
+    }
 
 
 def test_the_command_needs_a_scenario(monkeypatch):

@@ -254,12 +254,65 @@ def test_rotation_re_encrypts_every_row_with_the_first_key(user, other_user, vau
     # after the rotation only the new key is needed, and the old one reads nothing
     after = sorted(_raw_values())
     settings.MCP_CREDENTIALS_KEYS = [new]
-    assert out.getvalue().strip() == "Re-encrypted 2 credential row(s) with the first key."
+    assert out.getvalue().strip().splitlines() == [
+        "Re-encrypted 2 credential row(s) with the first key.",
+        "Re-encrypted 0 OAuth token and sign-in row(s) with the first key.",
+    ]
     assert set(after).isdisjoint(before)
     assert credential_values(server_name="vault", user_id=user.pk) == {"API_TOKEN": ALICE_TOKEN}
     assert credential_values(server_name="vault", user_id=other_user.pk) == {"API_TOKEN": BOB_TOKEN}
     settings.MCP_CREDENTIALS_KEYS = [old]
     assert credential_values(server_name="vault", user_id=user.pk) == {}
+
+
+def test_rotation_re_encrypts_oauth_tokens_and_sign_ins_under_way_too(user, settings):
+    from mcp.shared.auth import OAuthToken
+
+    from mcp_servers.credentials import credentials_fernet
+    from mcp_servers.models import McpOAuthFlow, McpOAuthToken
+    from mcp_servers.oauth import oauth_stored_read
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.MCP_CREDENTIALS_KEYS = [old]
+    server = McpServer.objects.create(
+        name="remote", transport="streamable_http", url="http://127.0.0.1:9/mcp", auth="oauth"
+    )
+    tokens = {"access_token": "access-5e1b", "token_type": "Bearer", "refresh_token": "refresh-77aa"}
+    seal = credentials_fernet().encrypt
+    McpOAuthToken.objects.create(
+        server=server,
+        user=user,
+        data=seal(json.dumps({"tokens": tokens}).encode()).decode(),
+        signed_in_at="2026-01-01T00:00Z",
+    )
+    flow = McpOAuthFlow.objects.create(
+        state="s-1", server=server, user=user, data=seal(json.dumps({"code_verifier": "v" * 43}).encode()).decode()
+    )
+    out = io.StringIO()
+
+    settings.MCP_CREDENTIALS_KEYS = [new, old]
+    call_command("rotate_mcp_credentials", stdout=out)
+
+    settings.MCP_CREDENTIALS_KEYS = [new]  # the old key is gone: the rows still read
+    assert "Re-encrypted 2 OAuth token and sign-in row(s) with the first key." in out.getvalue()
+    assert oauth_stored_read(server_name="remote", user_id=user.pk)[0] == OAuthToken.model_validate(tokens)
+    flow.refresh_from_db()
+    assert json.loads(credentials_fernet().decrypt(flow.data.encode())) == {"code_verifier": "v" * 43}
+
+
+def test_rotation_reports_oauth_rows_no_key_can_read(user, settings):
+    from mcp_servers.models import McpOAuthToken
+
+    server = McpServer.objects.create(
+        name="remote", transport="streamable_http", url="http://127.0.0.1:9/mcp", auth="oauth"
+    )
+    row = McpOAuthToken.objects.create(
+        server=server, user=user, data=Fernet(Fernet.generate_key()).encrypt(b"{}").decode()
+    )
+    settings.MCP_CREDENTIALS_KEYS = [Fernet.generate_key().decode()]
+
+    with pytest.raises(CommandError, match=rf"1 OAuth row\(s\) could not be decrypted .*\(token {row.pk}\)"):
+        call_command("rotate_mcp_credentials", stdout=io.StringIO())
 
 
 def test_moving_from_the_derived_key_to_a_key_of_ones_own_is_a_rotation(user, vault, settings):

@@ -20,7 +20,7 @@ from platform_site.exceptions import ValidationFailed
 from providers.models import Provider
 from usage.models import UsageRecord
 
-from .conftest import ws_frames_until, ws_open
+from .conftest import stdio_test_server, ws_frames_until, ws_open
 from .factories import ChatFactory
 from .fakes.providers import MODELS
 from .fakes.wire import ToolCallSpec, Turn
@@ -420,3 +420,49 @@ def test_an_answer_whose_action_is_not_one_of_the_three_is_a_400(api, user, acti
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_elicitation_answer"
     assert "action" in response.json()["error"]["details"]
+
+
+# --- what a server asks is never shown to the wrong person -------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_server_request_during_a_read_has_nobody_behind_it(user):
+    from mcp_servers.connection import _InFlight
+
+    stdio_test_server().save()
+    host = get_host()
+    host.ready(20)
+    seen = {}
+
+    async def read(client):
+        # what a sampling or elicitation request arriving now would be matched to
+        seen["caller"] = host.connections["test"]._caller()
+        return await client.list_resources()
+
+    asyncio.run(_on_host(host, read))
+
+    assert isinstance(seen["caller"], _InFlight)
+    assert seen["caller"].interaction is None  # answered as for no user: never another user's tool call
+    assert host.connections["test"]._caller() is None  # and it is gone once the read ends
+
+
+async def _on_host(host, call):
+    return await host.arequest("test", "resources/list", call)
+
+
+@pytest.mark.parametrize(
+    ("schema", "problem"),
+    [
+        ({"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}}, None),
+        ([], "the schema is not an object"),
+        ({"properties": []}, "its properties are not an object of objects"),
+        ({"properties": {"n": "integer"}}, "its properties are not an object of objects"),
+        ({"properties": {"n": {"type": "integer", "minimum": "0"}}}, "n: minimum is not a number"),
+        ({"properties": {"s": {"type": "string", "minLength": True}}}, "s: minLength is not a number"),
+        ({"properties": {}, "required": "s"}, "required is not a list of names"),
+    ],
+)
+def test_a_form_the_server_describes_badly_is_declined_before_anyone_sees_it(schema, problem):
+    from mcp_servers.elicitation import schema_problem
+
+    assert schema_problem(schema) == problem

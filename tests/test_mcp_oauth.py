@@ -318,3 +318,62 @@ def test_wrong_client_credentials_leave_the_server_in_error(oauth_base):
 
     assert status.status == "error"
     assert "wrong" not in (status.last_error or "")
+
+
+# --- how the client authenticates, CIMD, refused upgrades ---------------------------------------------
+
+
+def test_the_token_endpoint_auth_method_follows_what_the_authorization_server_supports():
+    from mcp.shared.auth import OAuthMetadata
+
+    from mcp_servers.oauth import registration_auth_method, token_endpoint_auth_method
+
+    def metadata(methods):
+        return OAuthMetadata(
+            issuer="https://as.example.com",
+            authorization_endpoint="https://as.example.com/authorize",
+            token_endpoint="https://as.example.com/token",
+            token_endpoint_auth_methods_supported=methods,
+        )
+
+    assert token_endpoint_auth_method(metadata(["client_secret_post"]), has_secret=True) == "client_secret_post"
+    assert token_endpoint_auth_method(metadata(["client_secret_basic"]), has_secret=True) == "client_secret_basic"
+    assert token_endpoint_auth_method(metadata(None), has_secret=True) == "client_secret_basic"  # RFC 8414's default
+    assert token_endpoint_auth_method(metadata(["client_secret_post"]), has_secret=False) == "none"
+    assert registration_auth_method(metadata(["none", "client_secret_post"])) == "none"
+    assert registration_auth_method(metadata(["client_secret_post"])) == "client_secret_post"
+    assert registration_auth_method(None) == "none"
+
+
+def test_the_client_id_metadata_document_is_served_at_the_configured_url(settings):
+    anonymous = Client()
+    assert anonymous.get("/api/mcp/oauth/client-metadata.json").json()["error"]["code"] == "cimd_not_configured"
+
+    settings.MCP_OAUTH_CLIENT_METADATA_URL = "https://platform.example.com/api/mcp/oauth/client-metadata.json"
+    settings.MCP_OAUTH_REDIRECT_URI = "https://platform.example.com/api/mcp/oauth/callback"
+    response = anonymous.get("/api/mcp/oauth/client-metadata.json")
+
+    assert response.status_code == 200
+    document = response.json()
+    assert document["client_id"] == "https://platform.example.com/api/mcp/oauth/client-metadata.json"
+    assert document["redirect_uris"] == ["https://platform.example.com/api/mcp/oauth/callback"]
+    assert document["token_endpoint_auth_method"] == "none"
+    assert document["grant_types"] == ["authorization_code", "refresh_token"]
+
+
+def test_a_server_refusing_the_scope_it_asks_for_is_not_offered_endless_sign_ins(api, user, oauth_base):
+    from mcp_servers.oauth import MAX_REFUSED_UPGRADES, oauth_sign_in_needed
+
+    _server(oauth_base)
+    for _ in range(MAX_REFUSED_UPGRADES):
+        browser = sign_in(user)
+        # the server answers 403 insufficient_scope for "mcp", which the token it refused already held
+        oauth_sign_in_needed(server_name="secure", user_id=user.pk, scope="mcp", step_up=True)
+
+    refused = browser.post("/api/mcp/servers/secure/oauth/connect")
+
+    assert refused.status_code == 502
+    assert refused.json()["error"]["code"] == "mcp_oauth_scope_refused"
+    # asking for more scope than was refused is a real step-up: the count starts over
+    oauth_sign_in_needed(server_name="secure", user_id=user.pk, scope="mcp admin", step_up=True)
+    assert browser.post("/api/mcp/servers/secure/oauth/connect").status_code == 200

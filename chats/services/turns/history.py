@@ -68,7 +68,8 @@ class TurnStore:
         chat = p.chat
         now = timezone.now()
         lease = now + timedelta(seconds=settings.CHAT_TURN_LEASE_SECONDS)
-        content = [{"type": "text", "text": p.message}]
+        user_message = p.user_message()  # the text, then any attached resources
+        content = _dump(user_message.content)
         if chat.pk is None:
             chat.title = _title(p.message)
             chat.provider = p.provider
@@ -109,7 +110,6 @@ class TurnStore:
             chat.title = fields.get("title", chat.title)
         self.position = position + 1
         self.message_ids.append(row_id)
-        user_message = Message.user(p.message)
         _remember(row_id, now, user_message)
         return [*history, user_message], row_id
 

@@ -190,7 +190,7 @@ class TurnHandle:
         finish_reason, success = "error", False
         final_id: int | None = None
         lease = asyncio.ensure_future(self._keep_lease())
-        history = [Message.user(p.message)]  # a new chat's, while its rows are being written
+        history = [p.user_message()]  # a new chat's, while its rows are being written
         try:
             tools = await self._tools()
             by_name = {tool.namespaced_name: tool for tool in tools}

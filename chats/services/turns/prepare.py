@@ -27,10 +27,11 @@ from prompts.selectors import prompt_resolve
 from prompts.templating import prompt_render
 from providers.models import Provider, ProviderModel
 from providers.selectors import provider_check_model, provider_for_turn
-from providers.types import GenerationOptions
+from providers.types import GenerationOptions, Message, TextBlock
 from usage.limits import limits_check_budget, limits_check_tokens
 
 from ...models import Chat
+from .attachments import Attachment, attachments_read
 
 
 @dataclass
@@ -43,6 +44,8 @@ class TurnRequest:
     mcp_servers: list[str] | None = None
     tools: bool = True
     options: GenerationOptions = field(default_factory=GenerationOptions)
+    # MCP resources whose content goes to the model with the message (``attachments``).
+    attachments: list[Attachment] = field(default_factory=list)
 
 
 @dataclass
@@ -62,6 +65,12 @@ class PreparedTurn:
     # user approved for the rest of this chat.
     tool_policies: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
     remembered: frozenset[str] = frozenset()
+    # The attached resources as read for this turn: stored after the message's own text, replayed with it.
+    attachments: list[TextBlock] = field(default_factory=list)
+
+    def user_message(self) -> Message:
+        """The user message as stored and as the model sees it: the text, then each attached resource."""
+        return Message(role="user", content=[TextBlock(text=self.message), *self.attachments])
 
 
 async def turn_prepare(
@@ -79,6 +88,8 @@ async def turn_prepare(
     prepared = await run_db(_prepare, user=user, chat_id=chat_id, request=request, api_key=api_key, count=count_request)
     if prepared.price_row is None:
         await provider_check_model(provider=prepared.provider, model=prepared.model)
+    if request.attachments:  # read as the user, before anything is stored or the model is called
+        prepared.attachments = await attachments_read(user=user, attachments=request.attachments)
     return prepared
 
 
@@ -88,6 +99,9 @@ def _prepare(
     if count:
         rate_limit_check_user(user=user)
     _check_message(request.message)
+    if request.attachments:
+        # A server the user may not use is as unknown to them as one that does not exist: a 400.
+        mcp_servers_resolve(names=sorted({attachment.server for attachment in request.attachments}), user=user)
     chat: Chat | None = None
     if chat_id is not None:
         chat = (

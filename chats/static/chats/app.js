@@ -158,7 +158,7 @@ async function loadHistory() {
 function renderStoredMessage(message) {
   const box = $("#messages");
   if (message.role === "user") {
-    box.append(element("div", "msg user", textOf(message.content)));
+    box.append(storedUserBubble(message.content));
   } else if (message.role === "assistant") {
     const text = textOf(message.content);
     if (text) {
@@ -571,7 +571,9 @@ function send() {
   const boxes = [...document.querySelectorAll("#servers input")];
   const chosen = boxes.filter((b) => b.checked).map((b) => b.value);
   if (chosen.length !== boxes.length) frame.mcp_servers = chosen;
-  $("#messages").append(element("div", "msg user", text));
+  const attached = takeAttachments();
+  if (attached.length) frame.attachments = attached;
+  $("#messages").append(userBubble(text, attached.map((a) => ({ title: `Attached: ${a.uri} (${a.server})` }))));
   $("#input").value = "";
   startTurnUi();
   scrollDown();
@@ -594,6 +596,7 @@ async function loadPickers() {
   providerSelect.replaceChildren(...state.providers.map((p) => new Option(p.display_name, p.name)));
   $("#prompt").append(...prompts.results.map((p) => new Option(p.name + (p.is_owner ? "" : " (shared)"), p.id)));
   renderServers(servers);
+  loadMcpPrompts();  // the MCP prompts optgroup fills in when the servers have answered
   await loadModels();
 }
 
@@ -613,6 +616,7 @@ function applyChatDefaults() {
     loadModels(chat.model);
   }
   $("#prompt").value = chat.system_prompt_id || "";
+  $("#prompt").dataset.systemPrompt = $("#prompt").value;  // what choosing an MCP prompt leaves selected
   const selected = new Set(chat.mcp_servers);
   for (const box of document.querySelectorAll("#servers input")) box.checked = selected.size === 0 || selected.has(box.value);
 }
@@ -705,6 +709,8 @@ async function openServerSetup(server, item, opener) {
 
 $("#new-chat").addEventListener("click", newChat);
 $("#provider").addEventListener("change", () => loadModels());
+$("#prompt").addEventListener("change", promptPicked);
+$("#attach").addEventListener("click", openAttachPanel);
 $("#stop").addEventListener("click", () => state.socket && state.socket.send(JSON.stringify({ type: "cancel" })));
 $("#composer").addEventListener("submit", (event) => { event.preventDefault(); send(); });
 $("#input").addEventListener("keydown", (event) => {
@@ -748,4 +754,229 @@ function signInItem(server) {
     setStatus(params.has("mcp_oauth") ? `Connected to ${params.get("mcp_oauth")}.` : `Sign-in failed: ${params.get("mcp_oauth_error")}`);
     history.replaceState(null, "", location.pathname);
   }
+}
+
+// --- MCP resources attached to a message, and MCP prompts rendered into it ----------------------------
+// Attached resources go with the message frame (`attachments`): the platform reads them as the user and
+// stores each as a text block after the message's own text, its header naming it. MCP prompts sit in the
+// prompt picker under "MCP prompts": choosing one asks for its arguments, renders it on its server and puts
+// its user-role text into the message box; the system prompt choice stays as it was.
+// (Function declarations only: the page's start above runs before this part of the module.)
+
+function attachments() {
+  state.attachments ??= [];
+  return state.attachments;
+}
+
+function renderAttachments() {
+  $("#attachments").replaceChildren(...attachments().map((item, index) => {
+    const chip = element("span", "chip");
+    chip.dataset.server = item.server;
+    chip.dataset.uri = item.uri;
+    const remove = element("button", "link", "Remove");
+    remove.type = "button";
+    remove.setAttribute("aria-label", `Remove ${item.uri}`);
+    remove.addEventListener("click", () => { attachments().splice(index, 1); renderAttachments(); });
+    chip.append(element("span", "", `${item.server}: ${item.uri}`), remove);
+    return chip;
+  }));
+}
+
+function addAttachment(server, uri) {
+  const wanted = uri.trim();
+  if (!server || !wanted || attachments().some((a) => a.server === server && a.uri === wanted)) return;
+  if (attachments().length >= 10) {
+    setStatus("At most 10 resources can be attached to a message.");
+    return;
+  }
+  attachments().push({ server, uri: wanted });
+  renderAttachments();
+}
+
+function takeAttachments() {
+  const taken = attachments().splice(0);
+  renderAttachments();
+  return taken;
+}
+
+function openAttachPanel() {
+  const panel = $("#composer-panel");
+  if (panel.querySelector(".attach-form")) {
+    panel.replaceChildren();
+    return;
+  }
+  const form = element("form", "composer-form attach-form");
+  const serverLabel = element("label", "", "Server");
+  const server = element("select");
+  server.name = "server";
+  server.append(...state.servers.map((s) => new Option(s.display_name || s.name, s.name)));
+  serverLabel.append(server);
+  const uriLabel = element("label", "", "Resource URI");
+  const uri = element("input");
+  uri.name = "uri";
+  uri.autocomplete = "off";
+  uri.placeholder = "pick one below, or type it";
+  uriLabel.append(uri);
+  const add = element("button", "", "Attach");
+  add.type = "submit";
+  const close = element("button", "link", "Close");
+  close.type = "button";
+  close.addEventListener("click", () => panel.replaceChildren());
+  const found = element("div", "resource-list");
+  server.addEventListener("change", () => listResources(server.value, found, uri));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    addAttachment(server.value, uri.value);
+    uri.value = "";
+  });
+  form.append(serverLabel, uriLabel, add, close, found);
+  panel.replaceChildren(form);
+  if (state.servers.length) listResources(server.value, found, uri);
+  else found.append(element("small", "", "No MCP server to attach from."));
+}
+
+async function listResources(server, box, uriInput) {
+  box.replaceChildren(element("small", "", "Listing resources…"));
+  let listing;
+  try {
+    listing = await api(`/api/mcp/servers/${encodeURIComponent(server)}/resources`);
+  } catch (error) {
+    box.replaceChildren(element("small", "", error.message));
+    return;
+  }
+  const resources = listing.resources.map((resource) => {
+    const pick = element("button", "link", `${resource.name || resource.uri} (${resource.uri})`);
+    pick.type = "button";
+    pick.dataset.uri = resource.uri;
+    if (resource.description) pick.title = resource.description;
+    pick.addEventListener("click", () => addAttachment(server, resource.uri));
+    return pick;
+  });
+  // A template needs its parts filled in: it goes to the URI field, not straight to the message.
+  const templates = listing.resource_templates.map((template) => {
+    const fill = element("button", "link", `${template.name || template.uriTemplate}: ${template.uriTemplate} (fill in)`);
+    fill.type = "button";
+    if (template.description) fill.title = template.description;
+    fill.addEventListener("click", () => { uriInput.value = template.uriTemplate; uriInput.focus(); });
+    return fill;
+  });
+  box.replaceChildren(...resources, ...templates);
+  if (!resources.length && !templates.length) box.append(element("small", "", "This server lists no resources: type a URI."));
+}
+
+// A user message as stored: the text typed, then one block per attached resource (see chats/services/turns/attachments.py).
+function storedUserBubble(content) {
+  const header = /^\n\nAttached resource (.*) \(([^()]*)\):\n/;
+  const own = [];
+  const attached = [];
+  for (const block of content.filter((b) => b.type === "text")) {
+    const match = block.text.match(header);
+    if (match) attached.push({ title: `Attached: ${match[1]} (${match[2]})`, body: block.text.slice(match[0].length) });
+    else if (block.text.startsWith("\n\n[binary resource ")) attached.push({ title: block.text.trim().slice(1, -1) });
+    else own.push(block.text);
+  }
+  return userBubble(own.join(""), attached);
+}
+
+function userBubble(text, attached) {
+  const bubble = element("div", "msg user", text);
+  for (const item of attached) {
+    const details = element("details", "attachment");
+    details.append(element("summary", "", item.title));
+    if (item.body !== undefined) details.append(element("pre", "", item.body));
+    bubble.append(details);
+  }
+  return bubble;
+}
+
+async function loadMcpPrompts() {
+  const select = $("#prompt");
+  const lists = await Promise.all(state.servers.map((server) =>
+    api(`/api/mcp/servers/${encodeURIComponent(server.name)}/prompts`)
+      .then((body) => [server, body.prompts])
+      .catch(() => [server, []])));  // a server that is down offers none for now
+  state.mcpPrompts = new Map();
+  const group = element("optgroup", "mcp-prompts");
+  group.label = "MCP prompts";
+  for (const [server, prompts] of lists) {
+    for (const prompt of prompts) {
+      const key = `mcp:${server.name}:${prompt.name}`;
+      state.mcpPrompts.set(key, { server: server.name, prompt });
+      const option = new Option(`${prompt.title || prompt.name} (${server.display_name || server.name})`, key);
+      if (prompt.description) option.title = prompt.description;
+      group.append(option);
+    }
+  }
+  select.querySelector("optgroup.mcp-prompts")?.remove();
+  if (group.children.length) select.append(group);
+}
+
+function promptPicked() {
+  const select = $("#prompt");
+  const chosen = state.mcpPrompts && state.mcpPrompts.get(select.value);
+  if (!chosen) {
+    select.dataset.systemPrompt = select.value;
+    return;
+  }
+  select.value = select.dataset.systemPrompt || "";  // an MCP prompt is not a system prompt
+  openPromptForm(chosen.server, chosen.prompt);
+}
+
+function openPromptForm(server, prompt) {
+  const panel = $("#composer-panel");
+  const form = element("form", "composer-form prompt-form");
+  form.dataset.prompt = prompt.name;
+  form.append(element("strong", "", `${prompt.title || prompt.name} (${server})`));
+  if (prompt.description) form.append(element("small", "", prompt.description));
+  const inputs = {};
+  for (const argument of prompt.arguments || []) {
+    const label = element("label", "", `${argument.title || argument.name}${argument.required ? " *" : ""}`);
+    const input = element("input");
+    input.name = argument.name;
+    input.required = Boolean(argument.required);
+    input.autocomplete = "off";
+    label.append(input);
+    if (argument.description) label.append(element("small", "", argument.description));
+    inputs[argument.name] = input;
+    form.append(label);
+  }
+  const insert = element("button", "", "Insert");
+  insert.type = "submit";
+  const cancel = element("button", "link", "Cancel");
+  cancel.type = "button";
+  cancel.addEventListener("click", () => panel.replaceChildren());
+  form.append(insert, cancel);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const args = {};
+    for (const [name, input] of Object.entries(inputs)) if (input.value !== "") args[name] = input.value;
+    insert.disabled = true;
+    try {
+      const path = `/api/mcp/servers/${encodeURIComponent(server)}/prompts/${encodeURIComponent(prompt.name)}/get`;
+      insertRenderedPrompt(await api(path, { method: "POST", body: JSON.stringify({ arguments: args }) }));
+      panel.replaceChildren();
+    } catch (error) {
+      setStatus(error.message);
+      insert.disabled = false;
+    }
+  });
+  panel.replaceChildren(form);
+  (form.querySelector("input") || insert).focus();
+}
+
+// The user-role text of a rendered prompt goes into the message box (after what is there). A message carries
+// only the user's words, so the prompt's assistant-role messages and non-text parts are left out, and said so.
+function insertRenderedPrompt(rendered) {
+  const texts = [];
+  let left = 0;
+  for (const message of rendered.messages || []) {
+    const content = message.content || {};
+    const text = content.type === "text" ? content.text : content.type === "resource" ? (content.resource || {}).text : undefined;
+    if (message.role === "user" && typeof text === "string") texts.push(text);
+    else left += 1;
+  }
+  const box = $("#input");
+  box.value = [box.value.trim(), ...texts].filter(Boolean).join("\n\n");
+  box.focus();
+  setStatus(left ? `${left} part(s) of the prompt left out (assistant messages, images): only your own text goes into a message.` : "");
 }
