@@ -159,8 +159,15 @@ async def _drive(host: McpHost, spec: ServerSpec, run: ConformanceRun) -> None:
         run.calls.append(ToolCallOutcome(tool=tool, is_error=result.is_error, text=result.text))
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def _oauth_server_row(*, spec: ServerSpec) -> tuple[User, McpServer]:
     """A user and an ``auth = oauth`` server row for the scenario, fresh (no sign-in left from an earlier run)."""
+    existing = McpServer.objects.filter(name=spec.name).first()
+    if existing is not None and urlsplit(existing.url).hostname not in LOOPBACK:
+        # Scenario servers run on this machine: a row pointing elsewhere is an admin's, and stays.
+        raise ConformanceSignInError(f"an MCP server named {spec.name!r} that is not a conformance server exists")
     user, _created = User.objects.get_or_create(username=CONFORMANCE_USER)
     McpServer.objects.filter(name=spec.name).delete()  # with its users' tokens and sign-ins under way
     server = McpServer.objects.create(
@@ -171,7 +178,9 @@ def _oauth_server_row(*, spec: ServerSpec) -> tuple[User, McpServer]:
         auth=AuthMode.OAUTH,
         oauth_client_id=spec.oauth_client_id,
         oauth_client_secret=spec.oauth_client_secret,
+        access_restricted=True,  # never offered to anyone but the command's own user
     )
+    server.allowed_users.set([user])
     return user, server
 
 

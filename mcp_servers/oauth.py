@@ -84,6 +84,7 @@ from mcp.shared.auth import (
 from mcp.shared.auth_utils import calculate_token_expiry, check_resource_allowed, resource_url_from_server_url
 from mcp.shared.exceptions import MCPDeprecationWarning
 from pydantic import AnyUrl
+from pydantic import ValidationError as PydanticValidationError
 
 from accounts.models import User
 from platform_site.db import run_db
@@ -201,6 +202,8 @@ def oauth_stored_read(*, server_name: str, user_id: int) -> tuple[OAuthToken | N
     if row is None:
         return None, None
     tokens = OAuthToken.model_validate(data["tokens"]) if row.signed_in_at and data.get("tokens") else None
+    if not data.get("client_info"):  # unreadable after a key change: start again
+        raise ValidationFailed("This sign-in can no longer be completed; start it again.", code="oauth_stale_state")
     client = OAuthClientInformationFull.model_validate(data["client_info"]) if data.get("client_info") else None
     return tokens, client
 
@@ -553,53 +556,60 @@ async def oauth_flow_start(*, server: McpServer, user: User, redirect_uri: str) 
         redirect_uris=[AnyUrl(redirect_uri)], client_name=CLIENT_NAME, application_type="web"
     )
     cimd_url = client_metadata_url()
-    async with create_mcp_http_client(headers=headers) as http:
-        try:
-            prm, asm, auth_server_url, challenged = await _discover(http, server_url)
-        except OAuthFlowError as exc:
-            raise UpstreamError(f"OAuth discovery failed: {exc}", code="mcp_oauth_discovery") from exc
-        issuer = auth_server_url or (str(asm.issuer) if asm else None)
-        # Scope: the admin's, else the server's challenge, its scopes_supported, or none at all.
-        scope = spec.oauth_scopes or get_client_metadata_scopes(challenged, prm, asm, metadata.grant_types)
-        # Step-up: what the server asked for more, with what was granted before (SEP-2350).
-        scope = union_scopes(union_scopes(scope, granted or None), needs_scope or None)
-        metadata.scope = scope
-        metadata.token_endpoint_auth_method = registration_auth_method(asm)  # type: ignore[assignment]
-        client: OAuthClientInformationFull | None
-        if spec.oauth_client_id:
-            # Pre-registered in admin: the secret goes the way the authorization server takes it.
-            client = OAuthClientInformationFull(
-                client_id=spec.oauth_client_id,
-                client_secret=client_secret or None,
-                redirect_uris=[AnyUrl(redirect_uri)],
-                token_endpoint_auth_method=token_endpoint_auth_method(asm, has_secret=bool(client_secret)),
-            )
-        elif should_use_client_metadata_url(asm, cimd_url):
-            # The server fetches our client ID metadata document: no registration (SEP-991).
-            client = create_client_info_from_metadata_url(cimd_url or "", redirect_uris=[AnyUrl(redirect_uri)])
-            client.issuer = issuer
-        elif (
-            previous_client is not None
-            and (issuer is None or credentials_match_issuer(previous_client, issuer, None))
-            and redirect_uri in [str(uri) for uri in previous_client.redirect_uris or []]
-            # A registration limited to fewer scopes than asked for now (step-up) is made again.
-            and (not previous_client.scope or set((scope or "").split()) <= set(previous_client.scope.split()))
-        ):
-            client = previous_client
-        else:
-            parts = urlsplit(server_url)
-            request = create_client_registration_request(asm, metadata, f"{parts.scheme}://{parts.netloc}")
+    try:
+        async with create_mcp_http_client(headers=headers) as http:
             try:
-                client = await handle_registration_response(await http.send(request))
-                if client.token_endpoint_auth_method is None:
-                    # The server did not say: its secret (if it issued one) goes the way it supports.
-                    client.token_endpoint_auth_method = token_endpoint_auth_method(
-                        asm, has_secret=bool(client.client_secret)
-                    )
-                check_registration_usable(client)
-            except OAuthRegistrationError as exc:
-                raise UpstreamError(f"Client registration failed: {exc}", code="mcp_oauth_registration") from exc
-            client.issuer = issuer
+                prm, asm, auth_server_url, challenged = await _discover(http, server_url)
+            except OAuthFlowError as exc:
+                raise UpstreamError(f"OAuth discovery failed: {exc}", code="mcp_oauth_discovery") from exc
+            issuer = auth_server_url or (str(asm.issuer) if asm else None)
+            # Scope: the admin's, else the server's challenge, its scopes_supported, or none at all.
+            scope = spec.oauth_scopes or get_client_metadata_scopes(challenged, prm, asm, metadata.grant_types)
+            # Step-up: what the server asked for more, with what was granted before (SEP-2350).
+            scope = union_scopes(union_scopes(scope, granted or None), needs_scope or None)
+            metadata.scope = scope
+            metadata.token_endpoint_auth_method = registration_auth_method(asm)  # type: ignore[assignment]
+            client: OAuthClientInformationFull | None
+            if spec.oauth_client_id:
+                # Pre-registered in admin: the secret goes the way the authorization server takes it.
+                client = OAuthClientInformationFull(
+                    client_id=spec.oauth_client_id,
+                    client_secret=client_secret or None,
+                    redirect_uris=[AnyUrl(redirect_uri)],
+                    token_endpoint_auth_method=token_endpoint_auth_method(asm, has_secret=bool(client_secret)),
+                )
+            elif should_use_client_metadata_url(asm, cimd_url):
+                # The server fetches our client ID metadata document: no registration (SEP-991).
+                client = create_client_info_from_metadata_url(cimd_url or "", redirect_uris=[AnyUrl(redirect_uri)])
+                client.issuer = issuer
+            elif (
+                previous_client is not None
+                and (issuer is None or credentials_match_issuer(previous_client, issuer, None))
+                and redirect_uri in [str(uri) for uri in previous_client.redirect_uris or []]
+                # A registration limited to fewer scopes than asked for now (step-up) is made again.
+                and (not previous_client.scope or set((scope or "").split()) <= set(previous_client.scope.split()))
+            ):
+                client = previous_client
+            else:
+                parts = urlsplit(server_url)
+                request = create_client_registration_request(asm, metadata, f"{parts.scheme}://{parts.netloc}")
+                try:
+                    client = await handle_registration_response(await http.send(request))
+                    if client.token_endpoint_auth_method is None:
+                        # The server did not say: its secret (if it issued one) goes the way it supports.
+                        client.token_endpoint_auth_method = token_endpoint_auth_method(
+                            asm, has_secret=bool(client.client_secret)
+                        )
+                    check_registration_usable(client)
+                except OAuthRegistrationError as exc:
+                    raise UpstreamError(f"Client registration failed: {exc}", code="mcp_oauth_registration") from exc
+                client.issuer = issuer
+    except (httpx2.HTTPError, OAuthFlowError, PydanticValidationError) as exc:
+        # The authorization server is away, or answers what OAuth does not: a 502, never a 500.
+        raise UpstreamError(
+            f"Signing in to MCP server {server.name!r} failed: its authorization server could not be used.",
+            code="mcp_oauth_discovery",
+        ) from exc
     context = OAuthContext(
         server_url=server_url,
         client_metadata=metadata,
@@ -708,6 +718,8 @@ async def oauth_flow_finish(
         raise ValidationFailed("The callback carries no code.", code="oauth_no_code", details={"server": server.name})
     asm = OAuthMetadata.model_validate(data["asm"]) if data.get("asm") else None
     prm = ProtectedResourceMetadata.model_validate(data["prm"]) if data.get("prm") else None
+    if not data.get("client_info"):  # unreadable after a key change: start again
+        raise ValidationFailed("This sign-in can no longer be completed; start it again.", code="oauth_stale_state")
     client = OAuthClientInformationFull.model_validate(data["client_info"])
     try:
         validate_authorization_response_iss(iss, asm)  # RFC 9207
@@ -745,7 +757,12 @@ async def oauth_flow_finish(
             raise UpstreamError(f"The token endpoint cannot be reached: {exc}", code="mcp_oauth_token") from exc
         if response.status_code not in (200, 201):
             raise UpstreamError(f"The token exchange failed (HTTP {response.status_code}).", code="mcp_oauth_token")
-        tokens = await handle_token_response_scopes(response)
+        try:
+            tokens = await handle_token_response_scopes(response)
+        except (OAuthFlowError, PydanticValidationError) as exc:
+            raise UpstreamError(
+                "The token endpoint answered something that is not a token.", code="mcp_oauth_token"
+            ) from exc
     if tokens.scope is None:
         tokens.scope = data.get("scope")
     await run_db(
