@@ -202,8 +202,6 @@ def oauth_stored_read(*, server_name: str, user_id: int) -> tuple[OAuthToken | N
     if row is None:
         return None, None
     tokens = OAuthToken.model_validate(data["tokens"]) if row.signed_in_at and data.get("tokens") else None
-    if not data.get("client_info"):  # unreadable after a key change: start again
-        raise ValidationFailed("This sign-in can no longer be completed; start it again.", code="oauth_stale_state")
     client = OAuthClientInformationFull.model_validate(data["client_info"]) if data.get("client_info") else None
     return tokens, client
 
