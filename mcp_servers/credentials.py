@@ -15,7 +15,7 @@ to start that user's connection.
 import base64
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Any
@@ -210,15 +210,23 @@ def _checked_values(server: McpServer, values: Any) -> dict[str, str]:
     return {name: value for name, value in values.items() if value}
 
 
-def _close_connection_here(server_name: str, user_id: int) -> None:
+# How a change to a user's values or sign-in reaches this process's host: wired by the app's ready(), so that
+# this module (and oauth) do not import the host, which imports them.
+_user_connection_closer: Callable[[str, int], None] | None = None
+
+
+def credentials_close_with(closer: Callable[[str, int], None]) -> None:
+    """Have ``closer(server_name, user_id)`` let go of a user's connection in this process (app start-up)."""
+    global _user_connection_closer
+    _user_connection_closer = closer
+
+
+def user_connection_close_here(server_name: str, user_id: int) -> None:
     # The host of every process compares the values it started a connection with on that connection's next
     # use (a fingerprint), so other workers pick up the change by themselves; this one also lets go of the
     # old process (and the old values in it) at once.
-    from .host import current_host
-
-    host = current_host()
-    if host is not None:
-        host.request_close_user_connection(server_name, user_id)
+    if _user_connection_closer is not None:
+        _user_connection_closer(server_name, user_id)
 
 
 @transaction.atomic
@@ -233,7 +241,7 @@ def credential_set(*, server: McpServer, user: User, values: dict[str, str]) -> 
         McpUserCredential.objects.update_or_create(server=server, user=user, defaults={"values": encrypt_values(clean)})
     else:
         McpUserCredential.objects.filter(server=server, user=user).delete()
-    transaction.on_commit(partial(_close_connection_here, server.name, user.pk))
+    transaction.on_commit(partial(user_connection_close_here, server.name, user.pk))
     return sorted(clean)
 
 
@@ -243,7 +251,7 @@ def credential_delete(*, server: McpServer, user: User) -> None:
     if not server.user_vars:
         raise ValidationFailed(f"MCP server {server.name!r} has no user variables to set.", code="no_user_vars")
     McpUserCredential.objects.filter(server=server, user=user).delete()
-    transaction.on_commit(partial(_close_connection_here, server.name, user.pk))
+    transaction.on_commit(partial(user_connection_close_here, server.name, user.pk))
 
 
 @transaction.atomic
@@ -252,7 +260,7 @@ def credential_rows_delete(*, rows: Iterable[McpUserCredential]) -> int:
     rows = list(rows)
     McpUserCredential.objects.filter(pk__in=[row.pk for row in rows]).delete()
     for row in rows:
-        transaction.on_commit(partial(_close_connection_here, row.server.name, row.user_id))
+        transaction.on_commit(partial(user_connection_close_here, row.server.name, row.user_id))
     return len(rows)
 
 

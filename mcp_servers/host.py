@@ -856,6 +856,13 @@ def host_reload_soon() -> None:
         host.request_reload()
 
 
+def host_close_user_connection_soon(server_name: str, user_id: int) -> None:
+    """This process's host, if it has one, lets go of ``user_id``'s connection to ``server_name`` (any thread)."""
+    host = current_host()
+    if host is not None:
+        host.request_close_user_connection(server_name, user_id)
+
+
 def reset_host() -> None:
     """Close this process's host (tests, shutdown); the next get_host() makes a new one."""
     global _host

@@ -28,21 +28,26 @@ memory for the connection's life; with a PEM private key for a secret, ``Private
 a client assertion instead (RFC 7523).
 """
 
+import contextlib
+import ipaddress
 import json
 import logging
 import secrets
+import time
 import warnings
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime, timedelta
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
+import anyio
 import httpx2
 from cryptography.fernet import InvalidToken
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 from mcp.client.auth import OAuthClientProvider, OAuthFlowError, PKCEParameters
@@ -72,7 +77,7 @@ from mcp.client.auth.utils import (
     validate_authorization_response_iss,
     validate_metadata_issuer,
 )
-from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared._httpx_utils import MCP_DEFAULT_TIMEOUT
 from mcp.shared.auth import (
     AuthorizationCodeResult,
     OAuthClientInformationFull,
@@ -91,7 +96,7 @@ from platform_site.db import run_db
 from platform_site.exceptions import UpstreamError, ValidationFailed
 
 from .config import ConfigError, ServerSpec, expanded_client_secret, expanded_headers, expanded_url
-from .credentials import credentials_fernet
+from .credentials import credentials_fernet, user_connection_close_here
 from .models import AuthMode, McpOAuthFlow, McpOAuthToken, McpServer
 
 logger = logging.getLogger(__name__)
@@ -106,6 +111,9 @@ UNUSED_REDIRECT_URI = "https://localhost/mcp-oauth-not-used"
 MAX_REFUSED_UPGRADES = 3
 REFUSED_UPGRADES_WINDOW = timedelta(hours=1)
 SECRET_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+# One worker refreshes a user's token at a time: the others wait this long for it, then go ahead anyway.
+REFRESH_LOCK_SECONDS = 30
+REFRESH_LOCK_WAIT_SECONDS = 10
 
 
 class SignInRequired(Exception):
@@ -235,8 +243,14 @@ def oauth_client_info_store(*, server_name: str, user_id: int, client_info: OAut
 
 
 @transaction.atomic
-def oauth_sign_in_needed(*, server_name: str, user_id: int, scope: str = "", step_up: bool = False) -> None:
+def oauth_sign_in_needed(
+    *, server_name: str, user_id: int, scope: str = "", step_up: bool = False, refused_token: str | None = None
+) -> bool:
     """Forget the user's tokens (their client registration stays); keep the scope the server asked for.
+
+    ``refused_token`` is the access token the refusing connection held: when the stored one is another (a
+    worker refreshed it meanwhile, or the user signed in again), the refusal is of an old token and the
+    sign-in stands; False then, True when the tokens were forgotten.
 
     A step-up (403 ``insufficient_scope``) asking only for scope the refused token already held is a
     refused upgrade: another sign-in would get the same. After MAX_REFUSED_UPGRADES of them in a row,
@@ -244,8 +258,11 @@ def oauth_sign_in_needed(*, server_name: str, user_id: int, scope: str = "", ste
     """
     row = McpOAuthToken.objects.select_for_update().filter(server__name=server_name, user_id=user_id).first()
     if row is None:
-        return
+        return False
     data = _open(row.data)
+    stored_token = (data.get("tokens") or {}).get("access_token")
+    if refused_token is not None and row.signed_in_at is not None and stored_token not in (None, refused_token):
+        return False
     tokens = data.pop("tokens", None) or {}
     granted = set(str(tokens.get("scope") or row.scope or "").split())
     asked = set(scope.split())
@@ -260,6 +277,7 @@ def oauth_sign_in_needed(*, server_name: str, user_id: int, scope: str = "", ste
     row.expires_at = None
     row.needs_scope = scope
     row.save(update_fields=["data", "signed_in_at", "expires_at", "needs_scope", "updated_at"])
+    return True
 
 
 def _recent_refusals(data: dict[str, Any]) -> int:
@@ -270,20 +288,12 @@ def _recent_refusals(data: dict[str, Any]) -> int:
     return int(data.get("refused_upgrades", 0))
 
 
-def _close_connection_here(server_name: str, user_id: int) -> None:
-    from .host import current_host
-
-    host = current_host()
-    if host is not None:
-        host.request_close_user_connection(server_name, user_id)
-
-
 @transaction.atomic
 def oauth_sign_out(*, server: McpServer, user: User) -> None:
     """Forget ``user``'s tokens and registration for ``server`` (the server is then "needs-sign-in")."""
     McpOAuthToken.objects.filter(server=server, user=user).delete()
     McpOAuthFlow.objects.filter(server=server, user=user).delete()
-    transaction.on_commit(partial(_close_connection_here, server.name, user.pk))
+    transaction.on_commit(partial(user_connection_close_here, server.name, user.pk))
 
 
 def oauth_state_for(*, server: McpServer, user: User) -> dict[str, Any]:
@@ -327,15 +337,76 @@ class DbTokenStorage:
     async def expiry(self) -> float | None:
         return await run_db(oauth_token_expiry, server_name=self.server_name, user_id=self.user_id)
 
+    async def latest(self) -> tuple[OAuthToken | None, float | None]:
+        """The stored tokens and their expiry, as another worker may have just left them."""
+        return await run_db(_stored_tokens_and_expiry, server_name=self.server_name, user_id=self.user_id)
+
+    async def refresh_lock_take(self) -> str | None:
+        """Wait (bounded) until no other worker refreshes this user's token, and hold that; the holder's mark.
+
+        Without Redis (one process) the cache is the process's own, which is all there is to share with.
+        """
+        key, mine = self._lock_key(), secrets.token_hex(8)
+        deadline = time.monotonic() + REFRESH_LOCK_WAIT_SECONDS
+        while True:
+            if await run_db(_cache_add, key, mine, REFRESH_LOCK_SECONDS):
+                return mine
+            if time.monotonic() > deadline:
+                return None  # the holder is stuck or gone: refresh without it
+            await anyio.sleep(0.05)
+
+    async def refresh_lock_release(self, mine: str) -> None:
+        await run_db(_cache_delete_if, self._lock_key(), mine)
+
+    def _lock_key(self) -> str:
+        return f"mcp-oauth-refresh:{self.server_name}:{self.user_id}"
+
+
+def _stored_tokens_and_expiry(*, server_name: str, user_id: int) -> tuple[OAuthToken | None, float | None]:
+    tokens, _client = oauth_stored_read(server_name=server_name, user_id=user_id)
+    return tokens, oauth_token_expiry(server_name=server_name, user_id=user_id)
+
+
+def _cache_add(key: str, value: str, seconds: int) -> bool:
+    try:
+        return bool(cache.add(key, value, seconds))
+    except Exception:  # Redis away: refreshing without the lock beats not refreshing
+        logger.warning("The OAuth refresh lock is unavailable (cache error): refreshing without it")
+        return True
+
+
+def _cache_delete_if(key: str, value: str) -> None:
+    with contextlib.suppress(Exception):
+        if cache.get(key) == value:
+            cache.delete(key)
+
 
 class _UserOAuthProvider(OAuthClientProvider):
-    """The SDK's provider, told when the stored access token expires, so it refreshes it instead of sending it.
+    """The SDK's provider for one user's connection, made safe where several workers share the user's tokens.
 
-    The SDK keeps the expiry only in memory (from ``expires_in`` when it got the token); a token loaded from
-    storage would otherwise count as valid until the server refuses it.
+    - **Expiry.** The SDK keeps a token's expiry only in memory (from ``expires_in`` when it got the token); it
+      is told the stored one, so a token loaded from storage is refreshed when due, not sent until refused.
+    - **One refresh at a time.** Each worker process has its own connection, and an authorization server that
+      rotates refresh tokens (OAuth 2.1 for public clients) accepts each only once: a second worker refreshing
+      with the same one would fail and sign the user out. So a refresh takes a shared lock, then re-reads the
+      stored tokens: when another worker has refreshed meanwhile, its tokens answer this refresh (no request),
+      and an expired stored token is refreshed with the newest refresh token.
+    - **A refused token is refreshed before anything else.** A 401 to a token held as valid (its expiry
+      unknown, or cut short by the server) is first answered with a refresh and a retry, once; only a refused
+      refresh or retry leads to a new sign-in.
+    - **Whose refusal.** The connection records the access token the server refused, so that an old
+      connection's refusal does not sign out tokens a newer refresh or sign-in stored (``oauth_sign_in_needed``).
     """
 
     refused_with: int | None = None  # the status of the server's last refusal of a request (401, 403)
+    refused_token: str | None = None  # the access token this connection held when it was refused
+    _refresh_request: httpx2.Request | None = None
+    _answer: tuple[OAuthToken, float | None] | None = None  # another worker's tokens, to answer the refresh with
+    _refresh_lock: str | None = None
+
+    @cached_property
+    def url_guard(self) -> "OAuthUrlGuard":
+        return OAuthUrlGuard(self.context.server_url)
 
     async def _initialize(self) -> None:
         await super()._initialize()
@@ -343,15 +414,59 @@ class _UserOAuthProvider(OAuthClientProvider):
         if isinstance(storage, DbTokenStorage):
             self.context.token_expiry_time = await storage.expiry()
 
+    async def _refresh_token(self) -> httpx2.Request:
+        storage, held = self.context.storage, self.context.current_tokens
+        if isinstance(storage, DbTokenStorage):
+            self._refresh_lock = await storage.refresh_lock_take()
+            stored, expiry = await storage.latest()
+            if stored is not None and held is not None and stored.access_token != held.access_token:
+                if expiry is None or time.time() < expiry:
+                    self._answer = (stored, expiry)
+                else:
+                    self.context.current_tokens = stored  # its refresh token is the newest one
+        self._refresh_request = await super()._refresh_token()
+        return self._refresh_request
+
+    async def _handle_refresh_response(self, response: httpx2.Response) -> bool:
+        try:
+            if self._answer is not None:
+                self.context.current_tokens, self.context.token_expiry_time = self._answer
+                return True
+            return await super()._handle_refresh_response(response)
+        finally:
+            self._answer, self._refresh_request = None, None
+            storage, mine = self.context.storage, self._refresh_lock
+            self._refresh_lock = None
+            if isinstance(storage, DbTokenStorage) and mine is not None:
+                await storage.refresh_lock_release(mine)
+
     async def _auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
-        # The SDK's flow, watched: whether the MCP request itself was refused with 401 or 403 (step-up)
-        # is what the redirect handler needs to know, and it is only told the authorization URL.
+        # The SDK's flow, watched and steered: a refresh another worker did is answered without a request;
+        # a 401 to a token held as valid is retried once after a refresh; and the refusal of the MCP request
+        # itself (401, or 403 for step-up) is recorded for the redirect handler, which is told only a URL.
+        held = self.context.current_tokens.access_token if self._initialized and self.context.current_tokens else None
         flow = super()._auth_flow(request)
         outgoing = await anext(flow)
+        retried = False
         while True:
-            response = yield outgoing
+            if outgoing is self._refresh_request and self._answer is not None:
+                response = httpx2.Response(200, request=outgoing)  # never sent: answered from storage
+            else:
+                if outgoing is not request:  # discovery, registration, refresh: where the metadata says
+                    await self.url_guard.check(outgoing.url)
+                response = yield outgoing
             if response.request is request and response.status_code in (401, 403):
+                sent = request.headers.get("Authorization", "").removeprefix("Bearer ") or None
+                if response.status_code == 401 and sent and not retried and self.context.can_refresh_token():
+                    retried = True
+                    await flow.aclose()
+                    self.context.token_expiry_time = time.time() - 1  # due now: the SDK refreshes first
+                    del request.headers["Authorization"]
+                    flow = super()._auth_flow(request)
+                    outgoing = await anext(flow)
+                    continue
                 self.refused_with = response.status_code
+                self.refused_token = sent or held
             try:
                 outgoing = await flow.asend(response)
             except StopAsyncIteration:
@@ -452,7 +567,14 @@ def connection_auth(
         # The SDK would send a person to the authorization server now; nobody is here to go.
         scope = parse_qs(urlsplit(authorization_url).query).get("scope", [""])[0]
         step_up = provider.refused_with == 403
-        await run_db(oauth_sign_in_needed, server_name=server_name, user_id=user_id, scope=scope, step_up=step_up)
+        await run_db(
+            oauth_sign_in_needed,
+            server_name=server_name,
+            user_id=user_id,
+            scope=scope,
+            step_up=step_up,
+            refused_token=provider.refused_token,
+        )
         if on_sign_in_required is not None:
             on_sign_in_required(scope)
         raise SignInRequired(f"MCP server {server_name!r} needs the user to sign in again")
@@ -478,20 +600,96 @@ def connection_auth(
     return provider
 
 
+# --- where OAuth requests may go -----------------------------------------------------------------------
+
+
+class OAuthUrlGuard:
+    """Where the OAuth requests for one MCP server may go: the URLs come from the server's metadata, which
+    the server (or whoever answers at its address) writes, and any signed-in user can set them off.
+
+    - https, or http on the MCP server's own origin or the loopback (a server the admin runs beside the
+      platform);
+    - no private, loopback, link-local or reserved address, unless the MCP server itself is on one (the admin
+      put it in that network): a public server's metadata cannot send the platform into its own network.
+
+    The check is at request time, from a fresh name resolution; a name that resolves differently a moment
+    later (DNS rebinding) is not caught.
+    """
+
+    def __init__(self, server_url: str) -> None:
+        self.server = httpx2.URL(server_url)
+        self._server_private: bool | None = None
+
+    async def __call__(self, request: httpx2.Request) -> None:
+        await self.check(request.url)
+
+    async def check(self, url: httpx2.URL | str) -> None:
+        url = httpx2.URL(str(url))
+        same_origin = (url.scheme, url.host, url.port) == (self.server.scheme, self.server.host, self.server.port)
+        if url.scheme != "https" and not (
+            url.scheme == "http" and (same_origin or await _resolves_only_to(url.host, "loopback"))
+        ):
+            raise UpstreamError(
+                f"The MCP server's OAuth metadata names {_origin(url)}, which is not https.",
+                code="mcp_oauth_unsafe_url",
+            )
+        if same_origin:
+            return
+        if self._server_private is None:
+            self._server_private = await _resolves_only_to(self.server.host, "private")
+        if not self._server_private and not await _resolves_only_to(url.host, "public"):
+            raise UpstreamError(
+                f"The MCP server's OAuth metadata names {_origin(url)}, a private network address.",
+                code="mcp_oauth_unsafe_url",
+            )
+
+
+def _origin(url: httpx2.URL) -> str:
+    return f"{url.scheme}://{url.netloc.decode()}"
+
+
+async def _resolves_only_to(host: str, kind: str) -> bool:
+    """Whether every address ``host`` resolves to is of ``kind``: loopback, private (any non-public) or public."""
+    try:
+        addresses = {ipaddress.ip_address(host)}
+    except ValueError:
+        try:
+            found = await anyio.getaddrinfo(host, None)
+        except OSError:
+            return False
+        addresses = {ipaddress.ip_address(str(entry[4][0]).split("%")[0]) for entry in found}
+    if not addresses:
+        return False
+    if kind == "loopback":
+        return all(address.is_loopback for address in addresses)
+    public = [address.is_global and not address.is_multicast for address in addresses]
+    return all(public) if kind == "public" else not any(public)
+
+
+def oauth_http_client(server_url: str) -> httpx2.AsyncClient:
+    """An HTTP client for the sign-in's requests, each checked by the server's OAuthUrlGuard."""
+    return httpx2.AsyncClient(
+        timeout=httpx2.Timeout(MCP_DEFAULT_TIMEOUT), event_hooks={"request": [OAuthUrlGuard(server_url)]}
+    )
+
+
 # --- the browser sign-in -------------------------------------------------------------------------------
 
 
 async def _discover(
-    http: httpx2.AsyncClient, server_url: str
+    http: httpx2.AsyncClient, server_url: str, headers: dict[str, str]
 ) -> tuple[ProtectedResourceMetadata | None, OAuthMetadata | None, str | None, str | None]:
-    """(protected-resource metadata, authorization-server metadata, AS URL, challenged scope), as the SDK finds them."""
+    """(protected-resource metadata, authorization-server metadata, AS URL, challenged scope), as the SDK finds them.
+
+    The server's own headers (set in admin) go to the server only, never to the URLs its metadata names.
+    """
     challenge_url, challenge_scope = None, None
     try:
         # An unauthenticated request: a protected server's 401 may name its metadata and the scope it wants.
         probe = await http.post(
             server_url,
             json={"jsonrpc": "2.0", "id": 0, "method": "ping"},
-            headers={"Accept": "application/json, text/event-stream"},
+            headers={**headers, "Accept": "application/json, text/event-stream"},
         )
         if probe.status_code in (401, 403):
             challenge_url = extract_resource_metadata_from_www_auth(probe)
@@ -555,9 +753,9 @@ async def oauth_flow_start(*, server: McpServer, user: User, redirect_uri: str) 
     )
     cimd_url = client_metadata_url()
     try:
-        async with create_mcp_http_client(headers=headers) as http:
+        async with oauth_http_client(server_url) as http:
             try:
-                prm, asm, auth_server_url, challenged = await _discover(http, server_url)
+                prm, asm, auth_server_url, challenged = await _discover(http, server_url, headers)
             except OAuthFlowError as exc:
                 raise UpstreamError(f"OAuth discovery failed: {exc}", code="mcp_oauth_discovery") from exc
             issuer = auth_server_url or (str(asm.issuer) if asm else None)
@@ -624,6 +822,7 @@ async def oauth_flow_start(*, server: McpServer, user: User, redirect_uri: str) 
         endpoint = str(asm.authorization_endpoint)
     else:
         endpoint = urljoin(context.get_authorization_base_url(server_url), "/authorize")
+    await OAuthUrlGuard(server_url).check(endpoint)  # the user's browser takes the code back from there
     params = {
         "response_type": "code",
         "client_id": client.client_id,
@@ -694,7 +893,7 @@ def _grant_store(
             "needs_scope": "",
         },
     )
-    transaction.on_commit(partial(_close_connection_here, server.name, user.pk))
+    transaction.on_commit(partial(user_connection_close_here, server.name, user.pk))
 
 
 async def oauth_flow_finish(
@@ -748,7 +947,7 @@ async def oauth_flow_finish(
     if context.should_include_resource_param(None):
         form["resource"] = context.get_resource_url()
     form, headers = context.prepare_token_auth(form, {"Content-Type": "application/x-www-form-urlencoded"})
-    async with create_mcp_http_client() as http:
+    async with oauth_http_client(data["server_url"]) as http:
         try:
             response = await http.post(token_url, data=form, headers=headers)
         except httpx2.HTTPError as exc:

@@ -2,22 +2,28 @@
 server-side auth over Streamable HTTP): sign-in through the platform's connect and callback endpoints, tokens
 encrypted at rest, refresh, revocation and step-up leading to "needs-sign-in", client credentials."""
 
+import asyncio
 import contextlib
 import json
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import httpx2
 import pytest
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 
+from mcp_servers.config import ServerSpec
 from mcp_servers.host import get_host
 from mcp_servers.models import McpOAuthFlow, McpOAuthToken, McpServer
-from mcp_servers.oauth import oauth_stored_read
+from mcp_servers.oauth import connection_auth, oauth_sign_in_needed, oauth_stored_read
 
 from .conftest import free_port, wait_until
 from .factories import ChatFactory
@@ -210,6 +216,67 @@ def test_bad_callbacks_are_refused_and_return_to_the_chat_page(user, other_user,
     assert McpOAuthToken.objects.filter(signed_in_at__isnull=False).count() == 0
 
 
+def test_a_sign_in_whose_stored_state_cannot_be_read_any_more_is_started_again(user, oauth_base):
+    from cryptography.fernet import Fernet
+
+    _server(oauth_base)
+    browser = Client()
+    browser.force_login(user)
+    url = browser.post("/api/mcp/servers/secure/oauth/connect").json()["authorization_url"]
+    callback = httpx.get(url).headers["location"].removeprefix("http://testserver")
+    # MCP_CREDENTIALS_KEYS changed while the user was at the authorization server
+    McpOAuthFlow.objects.update(data=Fernet(Fernet.generate_key()).encrypt(b"{}").decode())
+
+    back = browser.get(callback)
+
+    assert back.status_code == 302
+    assert back.headers["location"].startswith("/?mcp_oauth_error=This+sign-in+can+no+longer+be+completed")
+    assert McpOAuthToken.objects.filter(signed_in_at__isnull=False).count() == 0
+    assert McpOAuthFlow.objects.count() == 0  # used up: a second try with the same state is unknown
+    assert browser.post("/api/mcp/servers/secure/oauth/connect").status_code == 200
+
+
+def test_the_servers_own_headers_go_to_the_server_only_not_to_the_oauth_endpoints(user, oauth_base):
+    _server(oauth_base, headers={"X-Static": "admin-set-secret"})
+
+    sign_in(user)
+
+    seen = _stats(oauth_base)["static_header"]
+    assert seen["mcp"] >= 1  # the probe, and the connection after the sign-in
+    assert seen["elsewhere"] == 0  # metadata, registration, token
+
+
+@pytest.mark.parametrize(
+    ("server", "url", "allowed"),
+    [
+        ("https://8.8.8.8/mcp", "https://1.1.1.1/token", True),
+        ("https://8.8.8.8/mcp", "http://1.1.1.1/token", False),  # not https
+        ("https://8.8.8.8/mcp", "https://10.0.0.7/token", False),  # a public server cannot name a private address
+        ("https://8.8.8.8/mcp", "https://127.0.0.1:9000/token", False),
+        ("https://8.8.8.8/mcp", "https://169.254.169.254/latest", False),  # link-local (cloud metadata)
+        ("https://8.8.8.8/mcp", "https://[::1]/token", False),
+        ("https://8.8.8.8/mcp", "https://localhost/token", False),
+        ("http://8.8.8.8/mcp", "http://8.8.8.8/.well-known/oauth-protected-resource", True),  # its own origin
+        ("http://127.0.0.1:8000/mcp", "http://127.0.0.1:9000/token", True),  # beside the platform
+        ("http://127.0.0.1:8000/mcp", "http://10.0.0.7/token", False),  # http off the loopback
+        ("https://10.0.0.5/mcp", "https://10.0.0.7/token", True),  # the admin put the server in that network
+    ],
+)
+def test_oauth_requests_go_only_where_the_server_may_send_them(server, url, allowed):
+    from mcp_servers.oauth import OAuthUrlGuard
+    from platform_site.exceptions import UpstreamError
+
+    async def check() -> None:
+        await OAuthUrlGuard(server).check(url)
+
+    if allowed:
+        asyncio.run(check())
+    else:
+        with pytest.raises(UpstreamError) as refused:
+            asyncio.run(check())
+        assert refused.value.code == "mcp_oauth_unsafe_url"
+
+
 def test_connect_errors_are_json(api, oauth_base):
     McpServer.objects.create(name="plain", transport="streamable_http", url=f"{oauth_base}/mcp")
 
@@ -233,6 +300,70 @@ def test_an_expired_access_token_is_refreshed_through_the_sdk_provider(user):
         assert _stats(base)["refreshes"] >= 1
         assert me["token_sha"] == _token_sha(user) != first  # the new token, stored
         assert McpOAuthToken.objects.get().signed_in_at is not None
+
+
+def test_a_token_the_server_stops_taking_early_is_refreshed_not_signed_out(user, oauth_base):
+    _server(oauth_base)
+    sign_in(user)
+    first = _whoami(user)["token_sha"]
+
+    httpx.post(f"{oauth_base}/test/expire-access")  # refused before its expiry; the refresh token still works
+    me = _whoami(user)
+
+    assert _stats(oauth_base)["refreshes"] == 1
+    assert me["token_sha"] == _token_sha(user) != first
+    assert McpOAuthToken.objects.get().signed_in_at is not None
+
+
+def test_workers_refreshing_one_users_token_at_once_do_not_sign_them_out(user, oauth_base):
+    """Two workers' connections hold the same expired token, and the authorization server rotates refresh
+    tokens (each works once): one refreshes, the other takes the tokens it stored."""
+    server = _server(oauth_base)
+    sign_in(user)
+    McpOAuthToken.objects.update(expires_at=timezone.now() - timedelta(minutes=1))
+    spec = replace(ServerSpec.from_row(server), oauth_user_id=user.pk)
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+
+    async def worker() -> tuple[int, str]:
+        auth = connection_auth(spec)
+        async with httpx2.AsyncClient(auth=auth, timeout=20) as http:
+            response = await http.post(
+                f"{oauth_base}/mcp", json=initialize, headers={"Accept": "application/json, text/event-stream"}
+            )
+            return response.status_code, response.request.headers.get("Authorization", "")
+
+    async def both() -> list[tuple[int, str]]:
+        return list(await asyncio.gather(worker(), worker()))
+
+    results = asyncio.run(both())
+
+    assert [status for status, _ in results] == [200, 200]
+    assert _stats(oauth_base)["refreshes"] == 1
+    row = McpOAuthToken.objects.get()
+    assert row.signed_in_at is not None
+    assert row.expires_at > timezone.now()
+    assert {bearer for _, bearer in results} == {
+        f"Bearer {oauth_stored_read(server_name='secure', user_id=user.pk)[0].access_token}"
+    }
+
+
+def test_a_refusal_of_an_old_token_leaves_a_newer_sign_in_standing(user, oauth_base):
+    _server(oauth_base)
+    sign_in(user)
+
+    kept = oauth_sign_in_needed(server_name="secure", user_id=user.pk, refused_token="an-older-token")
+
+    assert kept is False
+    assert McpOAuthToken.objects.get().signed_in_at is not None
+    current = oauth_stored_read(server_name="secure", user_id=user.pk)[0]
+    assert current is not None
+    assert oauth_sign_in_needed(server_name="secure", user_id=user.pk, refused_token=current.access_token) is True
+    assert McpOAuthToken.objects.get().signed_in_at is None
 
 
 def test_a_revoked_token_makes_the_server_need_sign_in_again(api, user, oauth_base):
@@ -362,7 +493,7 @@ def test_the_client_id_metadata_document_is_served_at_the_configured_url(setting
 
 
 def test_a_server_refusing_the_scope_it_asks_for_is_not_offered_endless_sign_ins(api, user, oauth_base):
-    from mcp_servers.oauth import MAX_REFUSED_UPGRADES, oauth_sign_in_needed
+    from mcp_servers.oauth import MAX_REFUSED_UPGRADES
 
     _server(oauth_base)
     for _ in range(MAX_REFUSED_UPGRADES):

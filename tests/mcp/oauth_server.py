@@ -8,8 +8,10 @@ routes over an in-memory provider). ``/authorize`` approves at once: the browser
 to the client's redirect URI with a code. On top of what the SDK offers:
 
 - ``grant_type=client_credentials`` at ``/token`` for the client ``machine`` / ``machine-secret``;
-- ``GET /test/stats``: counts of registrations, codes exchanged, refreshes, client-credentials grants;
+- ``GET /test/stats``: counts of registrations, codes exchanged, refreshes, client-credentials grants, and
+  of requests carrying the header ``X-Static`` at ``/mcp`` and elsewhere;
 - ``POST /test/revoke``: every token issued so far stops working (access and refresh);
+- ``POST /test/expire-access``: every access token issued so far stops working; refresh tokens still do;
 - ``POST /test/require-scope?scope=admin``: ``/mcp`` answers 403 ``insufficient_scope`` (step-up) to a
   token without that scope.
 """
@@ -51,6 +53,8 @@ class Provider:
         self.access: dict[str, AccessToken] = {}
         self.refresh: dict[str, RefreshToken] = {}
         self.stats = {"registrations": 0, "codes": 0, "refreshes": 0, "client_credentials": 0, "subjects": 0}
+        # requests carrying the header X-Static (a server's own header set in admin): at /mcp, and elsewhere
+        self.static_header = {"mcp": 0, "elsewhere": 0}
 
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
         return self.clients.get(client_id)
@@ -192,12 +196,17 @@ def wrap(app: Any) -> Any:
             return await app(scope, receive, send)
         path, method = scope["path"], scope["method"]
         headers = dict(scope["headers"])
+        if b"x-static" in headers:
+            provider.static_header["mcp" if path == "/mcp" else "elsewhere"] += 1
         if path == "/test/stats":
-            return await _json(send, 200, provider.stats)
+            return await _json(send, 200, provider.stats | {"static_header": provider.static_header})
         if path == "/test/revoke" and method == "POST":
             provider.access.clear()
             provider.refresh.clear()
             return await _json(send, 200, {"revoked": True})
+        if path == "/test/expire-access" and method == "POST":
+            provider.access.clear()
+            return await _json(send, 200, {"expired": True})
         if path == "/test/require-scope" and method == "POST":
             required_extra_scope[:] = parse_qs(scope["query_string"].decode()).get("scope", [])
             return await _json(send, 200, {"required": required_extra_scope})
