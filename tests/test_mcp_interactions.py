@@ -6,13 +6,15 @@ models scripted through the real provider SDKs.
 """
 
 import asyncio
+import json
 import shutil
 
+import httpx
 import pytest
 from asgiref.sync import sync_to_async
 
 from accounts.services import api_key_create
-from chats.models import Chat, ToolApproval, ToolExecution
+from chats.models import Chat, Message, ToolApproval, ToolExecution
 from mcp_servers.elicitation import elicitation_content_validate, schema_defaults
 from mcp_servers.host import get_host
 from mcp_servers.models import McpServer
@@ -20,7 +22,7 @@ from platform_site.exceptions import ValidationFailed
 from providers.models import Provider
 from usage.models import UsageRecord
 
-from .conftest import stdio_test_server, ws_frames_until, ws_open
+from .conftest import platform_process, stdio_test_server, wait_until, ws_frames_until, ws_open
 from .factories import ChatFactory
 from .fakes.providers import MODELS
 from .fakes.wire import ToolCallSpec, Turn
@@ -405,6 +407,96 @@ async def test_a_tools_timeout_stops_while_the_user_answers(user, key, providers
     finished = next(f for f in frames if f["type"] == "tool_call_finished")
     assert finished["is_error"] is False, finished["content"]
     assert '"action": "decline"' in finished["content"]
+
+
+# The test server's book_table asks for a form: name (required), guests (an integer, 1 to 12, default 2),
+# budget (a number), outdoor (a boolean) and seating (an enum, default "inside").
+BOOK = ToolCallSpec("test__book_table", {}, id="call_book")
+BOOKING_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "title": "Name", "description": "Who the table is for."},
+        "guests": {"type": "integer", "title": "Guests", "default": 2, "minimum": 1, "maximum": 12},
+        "budget": {"type": "number", "title": "Budget", "default": 30.0},
+        "outdoor": {"type": "boolean", "title": "Outdoor", "default": False},
+        "seating": {"type": "string", "title": "Seating", "default": "inside", "enum": ["inside", "terrace", "bar"]},
+    },
+    "required": ["name"],
+}
+
+
+def _roles(chat: Chat) -> list[str]:
+    return list(Message.objects.filter(chat=chat).order_by("position").values_list("role", flat=True))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("protocol_mode", ["auto", "legacy"])  # 2026-07-28 asks via input_required; 2025 mid-call
+def test_a_json_turn_answers_202_awaiting_input_and_goes_on_once_answered_over_rest(
+    user, key, providers, api, protocol_mode
+):
+    # given the turn's only tool asks the user for a form, on a live worker (the turn outlives the request)
+    stdio_test_server(env={"TEST_SERVER_ELICITATION": "1"}).save()
+    providers["openai"].push(Turn(tool_calls=[BOOK]), Turn(text="Booked a terrace table for Ada."))
+    chat = ChatFactory(owner=user)
+    body = {"message": "Book a table", "provider": "openai", "model": MODELS["openai"]}
+
+    with platform_process(MCP_PROTOCOL_MODE=protocol_mode) as base_url:
+
+        async def scenario():
+            headers = {"Authorization": f"Bearer {key}"}
+            async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=60) as client:
+                # when the JSON turn stops at the question, and the user answers it (badly first)
+                waiting = await client.post(f"/api/chats/{chat.pk}/messages", json=body)
+                url = f"/api/chats/{chat.pk}/elicitations/{waiting.json()['elicitations'][0]['elicitation_id']}"
+                invalid = await client.post(url, json={"action": "accept", "content": {"guests": 40}})
+                answer = {"name": "Ada", "guests": 4, "outdoor": True, "seating": "terrace"}
+                answered = await client.post(url, json={"action": "accept", "content": answer})
+                again = await client.post(url, json={"action": "decline"})
+                return waiting, invalid, answered, again
+
+        waiting, invalid, answered, again = asyncio.run(scenario())
+        wait_until(lambda: _roles(chat) == ["user", "assistant", "tool", "assistant"], seconds=30)
+
+    # then the request answered 202 with the question, and the answer (defaults filled in) reached the tool
+    assert waiting.status_code == 202, waiting.content
+    awaiting = waiting.json()
+    (asked,) = awaiting.pop("elicitations")
+    assert awaiting == {"status": "awaiting_input", "chat_id": chat.pk, "approvals": []}
+    elicitation_id = asked.pop("elicitation_id")
+    assert asked.pop("expires_at")
+    asked["requested_schema"].pop("title", None)  # the SDK sends the model's title only mid-call (2025)
+    assert asked == {
+        "type": "elicitation_required",
+        "tool_call_id": "call_book",
+        "server": "test",
+        "mode": "form",
+        "message": "Details for the booking",
+        "requested_schema": BOOKING_SCHEMA,
+        "url": None,
+        "round": 1,
+    }
+    assert (invalid.status_code, invalid.json()["error"]["code"]) == (400, "invalid_elicitation_content")
+    assert invalid.json()["error"]["details"] == {"guests": ["At most 12."], "name": ["Required."]}
+    booking = {"name": "Ada", "guests": 4, "budget": 30.0, "outdoor": True, "seating": "terrace"}
+    assert answered.status_code == 200, answered.content
+    assert answered.json()["id"] == elicitation_id
+    assert (answered.json()["action"], answered.json()["content"]) == ("accept", booking)
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "elicitation_not_pending")
+    history = api.get(f"/api/chats/{chat.pk}/messages").json()["results"]
+    (execution,) = history[1]["tool_executions"]
+    assert (execution["tool_call_id"], execution["server"], execution["tool"]) == ("call_book", "test", "book_table")
+    assert execution["is_error"] is False
+    stored = json.loads(execution["result"][0]["text"])
+    assert stored == {"action": "accept", "booking": booking}
+    assert history[3]["content"] == [{"type": "text", "text": "Booked a terrace table for Ada."}]
+    # the model was sent what the tool returned
+    sent = providers["openai"].requests_to("/chat/completions")[1].json["messages"]
+    assert [json.loads(m["content"]) for m in sent if m["role"] == "tool"] == [stored]
+    row = ToolApproval.objects.get(pk=elicitation_id)
+    assert (row.tool, row.status, row.decided_by_id) == ("elicitation/create", "approved", user.pk)
+    (interaction,) = ToolExecution.objects.get(message__chat=chat).interactions
+    assert (interaction["kind"], interaction["response"]["action"]) == ("elicitation", "accept")
+    assert interaction["response"]["content"] == booking
 
 
 @pytest.mark.parametrize("action", [{}, [], 1, None, "approve"])

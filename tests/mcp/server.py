@@ -6,6 +6,7 @@ changes the tool list at run time, structured output, a 60-character tool name, 
 At start-up it prints to stderr, as careless servers do: with ``TEST_SERVER_PRINT_TOKEN=1``
 the value of its ``API_TOKEN``, with ``TEST_SERVER_STDERR_LINES=N`` N numbered lines.
 With ``TEST_SERVER_CLIENT_FEATURES=1`` it also reports progress, logs, notes cancelled calls and asks for roots.
+With ``TEST_SERVER_ELICITATION=1`` it has ``book_table``, which asks the user to fill a form (elicitation).
 """
 
 import asyncio
@@ -15,13 +16,15 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from mcp import types
+from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.types import ToolAnnotations
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 NAME = os.environ.get("TEST_SERVER_NAME", "platform-test-server")
 server = MCPServer(NAME, instructions="A server for the platform's tests.")
@@ -176,6 +179,33 @@ if os.environ.get("TEST_SERVER_CLIENT_FEATURES"):
     server._lowlevel_server.add_notification_handler(
         "notifications/roots/list_changed", types.NotificationParams, _roots_changed
     )
+
+
+# --- elicitation: the tool asks the user to fill a form mid-call ----------------------------------------
+# Only with TEST_SERVER_ELICITATION=1, so the usual server's tool list stays as it is.
+
+
+class Booking(BaseModel):
+    name: str = Field(description="Who the table is for.")  # required: no default
+    guests: int = Field(default=2, ge=1, le=12)
+    budget: float = 30.0
+    outdoor: bool = False
+    seating: Literal["inside", "terrace", "bar"] = "inside"
+
+
+def ask_booking() -> Elicit[Booking]:
+    # A resolver, not ctx.elicit(): a 2026-07-28 call asks through an input_required result, older ones mid-call.
+    return Elicit("Details for the booking", Booking)
+
+
+def book_table(answer: Annotated[ElicitationResult[Booking], Resolve(ask_booking)]) -> str:
+    if isinstance(answer, AcceptedElicitation):
+        return json.dumps({"action": "accept", "booking": answer.data.model_dump()}, sort_keys=True)
+    return json.dumps({"action": answer.action})
+
+
+if os.environ.get("TEST_SERVER_ELICITATION"):
+    server.add_tool(book_table, description="Ask the user for a booking's details (a form), then book it.")
 
 
 @server.resource("config://app", description="The app's configuration.", mime_type="application/json")
