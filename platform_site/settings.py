@@ -300,6 +300,17 @@ PROVIDER_MAX_RETRIES = env_int("PROVIDER_MAX_RETRIES", 2)
 PROVIDER_RETRY_BASE_DELAY = env_float("PROVIDER_RETRY_BASE_DELAY", 0.5)
 PROVIDER_RETRY_MAX_DELAY = env_float("PROVIDER_RETRY_MAX_DELAY", 20)
 PROVIDER_MODELS_CACHE_SECONDS = env_float("PROVIDER_MODELS_CACHE_SECONDS", 300)
+# The provider kinds: one adapter class each (providers/base.py), which declares everything else about its kind.
+PROVIDER_ADAPTERS = env_list(
+    "PROVIDER_ADAPTERS",
+    [
+        "providers.adapters.anthropic.AnthropicAdapter",
+        "providers.adapters.openai.OpenAIAdapter",
+        "providers.adapters.gemini.GeminiAdapter",
+        "providers.adapters.ollama.OllamaAdapter",
+        "providers.adapters.openai_compatible.OpenAICompatibleAdapter",
+    ],
+)
 # How long a process keeps provider and model rows; an edit in this process clears them at once.
 CONFIG_CACHE_SECONDS = env_float("CONFIG_CACHE_SECONDS", 5)
 

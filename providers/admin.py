@@ -1,9 +1,13 @@
+from typing import Any, cast
+
+from django import forms
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import BLANK_CHOICE_DASH, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
 from .models import Provider, ProviderHealthSnapshot, ProviderModel
+from .registry import provider_kind_choices, provider_problem
 from .selectors import providers_with_latest_health
 
 
@@ -21,18 +25,39 @@ class ProviderModelInline(admin.TabularInline):
     )
 
 
+class ProviderForm(forms.ModelForm):
+    class Meta:
+        model = Provider
+        fields = ("name", "kind", "display_name", "base_url", "api_key_env", "enabled")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = cast(forms.ChoiceField, self.fields["kind"])
+        # The model's message names the setting that declares kinds; the form's own would only say "invalid".
+        field.error_messages["invalid_choice"] = Provider._meta.get_field("kind").error_messages["invalid_choice"]
+        kind = self.instance.kind if self.instance.pk else None
+        known = provider_kind_choices()
+        if kind and kind not in dict(known):
+            # Shown as it is, so the page says what is wrong instead of quietly selecting another kind;
+            # saving it is refused (by the model's validation) until a registered kind is picked.
+            field.choices = [*BLANK_CHOICE_DASH, *known, (kind, f"{kind} (no adapter: pick a registered kind)")]
+
+
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
+    form = ProviderForm
+
     class Media:
         css = {"all": ["platform_site/admin-status.css"]}
 
     list_display = (
         "name",
         "display_name",
-        "kind",
+        "kind_display",
         "base_url",
         "api_key_env",
         "enabled",
+        "configuration",
         "latest_health",
         "updated_at",
     )
@@ -43,6 +68,17 @@ class ProviderAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Provider]:
         # The latest snapshot rides along as subqueries of the list query: no query per row.
         return providers_with_latest_health(providers=super().get_queryset(request))
+
+    @admin.display(description="kind", ordering="kind")
+    def kind_display(self, obj: Provider) -> str:
+        return obj.kind_label
+
+    @admin.display(description="configuration")
+    def configuration(self, obj: Provider) -> str:
+        problem = provider_problem(obj)
+        if problem is None:
+            return format_html('<b class="status-ok">{}</b>', "ok")
+        return format_html('<b class="status-error">not configured</b>: {}', problem)
 
     @admin.display(description="health (latest snapshot)")
     def latest_health(self, obj: Provider) -> str:

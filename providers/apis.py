@@ -13,8 +13,11 @@ from rest_framework.views import APIView
 from platform_site.async_views import AsyncApiView as AsyncAPIView
 
 from .models import Provider
-from .registry import adapter_class, provider_base_url, provider_is_configured, public_url
+from .registry import adapter_class_or_none, provider_base_url, provider_problem, public_url
 from .selectors import aprovider_get, provider_health, provider_list, provider_models
+from .types import Capabilities
+
+NO_CAPABILITIES = Capabilities(tools=False, streaming=False, thinking=False, vision=False)
 
 
 class CapabilitiesSerializer(serializers.Serializer):
@@ -33,6 +36,7 @@ class ProviderOutputSerializer(serializers.Serializer):
     display_name = serializers.CharField()
     enabled = serializers.BooleanField()
     configured = serializers.SerializerMethodField()
+    problem = serializers.SerializerMethodField(help_text="Why the provider cannot be called as configured.")
     base_url = serializers.SerializerMethodField()
     capabilities = serializers.SerializerMethodField()
 
@@ -40,14 +44,20 @@ class ProviderOutputSerializer(serializers.Serializer):
         ref_name = "Provider"
 
     def get_configured(self, provider: Provider) -> bool:
-        return provider_is_configured(provider)
+        return provider_problem(provider) is None
+
+    def get_problem(self, provider: Provider) -> str | None:
+        return provider_problem(provider)
 
     def get_base_url(self, provider: Provider) -> str | None:
         return public_url(provider_base_url(provider))
 
     @extend_schema_field(CapabilitiesSerializer)
     def get_capabilities(self, provider: Provider) -> dict:
-        return adapter_class(provider.kind).capabilities.model_dump()
+        adapter = adapter_class_or_none(provider.kind)
+        # A kind without an adapter can do nothing until it is fixed in admin.
+        capabilities = adapter.capabilities if adapter is not None else NO_CAPABILITIES
+        return capabilities.model_dump()
 
 
 class ProviderListApi(APIView):

@@ -1,11 +1,16 @@
 """The one interface every provider adapter implements, and what they share.
 
 An adapter implements ``_stream``, ``_complete``, ``_list_models`` and
-``map_error`` over its official async SDK client. This base class adds what
-must behave the same everywhere: configuration checks, retries of transient
-errors with jittered backoff honouring Retry-After (never once a stream has
-yielded), a per-instance model-list cache, health checks, and the
-MessageBuilder that assembles the canonical assistant message.
+``map_error`` over its official async SDK client, and declares as class
+attributes everything the rest of the platform needs to know about its kind
+(its name, label, price source, default base URL, fallback key variables,
+schema dialect): the registry, pricing and the admin read them from the class,
+so a new provider is one adapter class plus one line in
+``settings.PROVIDER_ADAPTERS``. This base class adds what must behave the same
+everywhere: configuration checks, retries of transient errors with jittered
+backoff honouring Retry-After (never once a stream has yielded), a
+per-instance model-list cache, health checks, and the MessageBuilder that
+assembles the canonical assistant message.
 """
 
 import asyncio
@@ -15,17 +20,19 @@ import random
 import secrets
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from .errors import ProviderError, ProviderNotConfigured
+from .errors import ProviderBadRequest, ProviderError, ProviderNotConfigured
+from .schema import SchemaDialect
 from .types import (
     Capabilities,
     Completion,
     ContentBlock,
     GenerationOptions,
     HealthResult,
+    ImageBlock,
     Message,
     ModelInfo,
     StreamEvent,
@@ -54,12 +61,64 @@ class ProviderConfig:
 
 
 @dataclass(frozen=True)
+class PriceSource:
+    """Where pricing finds list prices for an adapter's models. An admin price on a model row always wins.
+
+    ``genai_prices``: the provider's id in the genai-prices data ("anthropic", "openai", "google").
+    ``free``: the models run locally and cost 0. Neither: only admin rows price them, else a call costs 0
+    (logged once per model and process).
+    """
+
+    genai_prices: str | None = None
+    free: bool = False
+
+
+ADMIN_PRICES_ONLY = PriceSource()
+FREE = PriceSource(free=True)
+
+
+@dataclass(frozen=True)
 class ChatRequest:
     messages: list[Message]
     model: str
     tools: list[ToolSpec]
     system: str | None
     options: GenerationOptions
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    """A prompt's input tokens: the provider's own count, or (``estimated``) this module's estimate."""
+
+    input_tokens: int
+    estimated: bool
+
+
+# The estimate when a provider cannot count: about 4 characters a token (English text and JSON alike), and an
+# image as Anthropic prices a ~1.15 megapixel one.
+CHARS_PER_TOKEN = 4
+IMAGE_TOKENS = 1600
+
+
+def estimate_tokens(*, messages: list[Message], tools: list[ToolSpec], system: str | None) -> int:
+    """About how many input tokens the serialised conversation, system and tools make."""
+    images = 0
+    dumped: list[dict[str, Any]] = []
+    for message in messages:
+        blocks = []
+        for block in message.content:
+            if block.type == "image":
+                images += 1
+                continue
+            blocks.append(block.model_dump(mode="json", exclude_none=True, exclude={"origin", "opaque"}))
+        dumped.append({"role": message.role, "content": blocks})
+    payload = {
+        "system": system or "",
+        "messages": dumped,
+        "tools": [tool.model_dump(mode="json") for tool in tools],
+    }
+    chars = len(json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+    return -(-chars // CHARS_PER_TOKEN) + images * IMAGE_TOKENS
 
 
 def new_tool_call_id() -> str:
@@ -80,6 +139,13 @@ def parse_arguments(raw: str | dict[str, Any] | None) -> tuple[dict[str, Any], s
     if not isinstance(value, dict):
         return {}, str(raw)
     return value, None
+
+
+def image_placeholder(image: ImageBlock) -> str:
+    """What a model that cannot be sent an image reads in its place, so stored history still replays."""
+    if image.url:
+        return f"[image: {image.url}]"
+    return f"[image ({image.media_type}) not shown: this model cannot see images]"
 
 
 class MessageBuilder:
@@ -147,9 +213,27 @@ class MessageBuilder:
 
 
 class ProviderAdapter(ABC):
+    # What the platform knows of a kind, all of it here: the registry, pricing, schema and admin read these.
+    # The value stored in Provider.kind; registered kinds are the kinds of settings.PROVIDER_ADAPTERS.
     kind: ClassVar[str]
+    # How the admin names the kind.
+    label: ClassVar[str]
     capabilities: ClassVar[Capabilities] = Capabilities()
+    price_source: ClassVar[PriceSource] = ADMIN_PRICES_ONLY
+    # Used when neither the row nor the <KIND>_BASE_URL env var names one; None: the SDK's own default.
+    default_base_url: ClassVar[str | None] = None
+    # Env vars consulted for the key after the row's own api_key_env.
+    fallback_key_env: ClassVar[tuple[str, ...]] = ()
+    # The tool-schema dialect the API accepts (providers.schema.tool_schema_for).
+    schema_dialect: ClassVar[SchemaDialect] = "json_schema"
     requires_api_key: ClassVar[bool] = True
+    # A kind that names a family of servers rather than one service: each row must give its own base URL.
+    requires_base_url: ClassVar[bool] = False
+
+    @classmethod
+    def base_url_env(cls) -> str | None:
+        """The env var a row with a blank base URL falls back to; None for kinds whose rows must name one."""
+        return None if cls.requires_base_url else f"{cls.kind.upper()}_BASE_URL"
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
@@ -158,12 +242,58 @@ class ProviderAdapter(ABC):
 
     @property
     def configured(self) -> bool:
-        return bool(self.config.api_key) or not self.requires_api_key
+        return self._configuration_problem() is None
+
+    def _configuration_problem(self) -> str | None:
+        if self.requires_base_url and not self.config.base_url:
+            return f"No base URL: a provider of kind {self.kind!r} must name its server's."
+        if self.requires_api_key and not self.config.api_key:
+            return f"No API key: set the environment variable named on provider {self.config.name!r}."
+        return None
 
     def _ensure_configured(self) -> None:
-        if not self.configured:
-            raise ProviderNotConfigured(
-                f"No API key: set the environment variable named on provider {self.config.name!r}.",
+        problem = self._configuration_problem()
+        if problem is not None:
+            raise ProviderNotConfigured(problem, provider=self.config.name)
+
+    # --- what a request may ask ---------------------------------------------------------
+
+    @classmethod
+    def unsupported_options(cls, options: GenerationOptions) -> list[str]:
+        """Names of the fields set in ``options`` this provider cannot honour; empty when it honours them all.
+
+        An interface asks this before any call, to refuse the request naming the parameter. An adapter given
+        such options anyway sends what its wire can carry and leaves the rest out.
+        """
+        return []
+
+    @classmethod
+    def unsupported_content(cls, messages: Iterable[Message]) -> list[str]:
+        """What in ``messages`` this provider cannot take: ``image`` (no vision), ``image_url`` (inline data only).
+
+        For what a client sends now. Stored history replays on any provider regardless: the adapter puts a
+        short text placeholder where an image cannot go.
+        """
+        images = [image for message in messages for image in message.images]
+        if images and not cls.capabilities.vision:
+            return ["image"]
+        if any(image.url for image in images) and not cls.capabilities.image_urls:
+            return ["image_url"]
+        return []
+
+    def _check_request(self, request: ChatRequest) -> None:
+        """Refuse, before any call, a tool choice that no tool of the request can satisfy."""
+        choice = request.options.tool_choice
+        if choice is None or choice.mode in ("auto", "none"):
+            return
+        names = {spec.name for spec in request.tools}
+        if not names:
+            raise ProviderBadRequest(
+                f"tool_choice {choice.mode!r} needs tools, and the request offers none.", provider=self.config.name
+            )
+        if choice.mode == "tool" and choice.name not in names:
+            raise ProviderBadRequest(
+                f"tool_choice names {choice.name!r}, which is not among the request's tools.",
                 provider=self.config.name,
             )
 
@@ -198,6 +328,7 @@ class ProviderAdapter(ABC):
     ) -> AsyncIterator[StreamEvent]:
         self._ensure_configured()
         request = ChatRequest(messages, model, list(tools or []), system, options or GenerationOptions())
+        self._check_request(request)
         attempt = 0
         while True:
             yielded = False
@@ -226,9 +357,23 @@ class ProviderAdapter(ABC):
     ) -> Completion:
         self._ensure_configured()
         request = ChatRequest(messages, model, list(tools or []), system, options or GenerationOptions())
+        self._check_request(request)
         started = time.perf_counter()
         completion = await self._with_retries(lambda: self._complete(request))
         return completion.model_copy(update={"latency_ms": int((time.perf_counter() - started) * 1000)})
+
+    async def count_tokens(
+        self,
+        *,
+        messages: list[Message],
+        model: str,
+        tools: list[ToolSpec] | None = None,
+        system: str | None = None,
+    ) -> TokenCount:
+        """The input tokens of this prompt. This default is an estimate (``estimate_tokens``); an adapter whose
+        provider counts (Anthropic's ``messages.count_tokens``, Gemini's ``count_tokens``) overrides it."""
+        estimate = estimate_tokens(messages=messages, tools=list(tools or []), system=system)
+        return TokenCount(input_tokens=estimate, estimated=True)
 
     async def list_models(self) -> list[ModelInfo]:
         self._ensure_configured()
@@ -239,6 +384,8 @@ class ProviderAdapter(ABC):
         return self._models
 
     async def health(self) -> HealthResult:
+        if self.requires_base_url and not self.config.base_url:
+            return HealthResult(status="error", error="Not configured: no base URL.", code="provider_not_configured")
         if not self.configured:
             return HealthResult(
                 status="error", error="Not configured: no API key in the environment.", code="provider_not_configured"

@@ -1,30 +1,39 @@
 """LLM providers and the models an admin has enabled on them.
 
 A row names the env var holding its key, never the key; base URL and key are
-read from the environment when a client is built, not frozen into rows.
+read from the environment when a client is built, not frozen into rows. The
+valid kinds are those of the adapters in ``settings.PROVIDER_ADAPTERS``, so a
+new kind needs no migration; a row whose kind lost its adapter stays readable
+and is shown as not configured.
 """
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
+from .registry import adapter_class_or_none, provider_kind_choices
 from .validators import validate_http_url
 
 
-class ProviderKind(models.TextChoices):
-    ANTHROPIC = "anthropic", "Anthropic"
-    OPENAI = "openai", "OpenAI (or compatible)"
-    GEMINI = "gemini", "Google Gemini"
-    OLLAMA = "ollama", "Ollama"
+def kind_choices() -> list[tuple[str, str]]:
+    # Read when choices are needed (admin forms, validation), so the setting can change without a migration.
+    return provider_kind_choices()
 
 
 class Provider(models.Model):
     name = models.SlugField(max_length=50, unique=True)
-    kind = models.CharField(max_length=20, choices=ProviderKind.choices)
+    kind = models.CharField(
+        max_length=50,
+        choices=kind_choices,
+        error_messages={
+            "invalid_choice": "Unknown provider kind %(value)r: no adapter in settings.PROVIDER_ADAPTERS declares it."
+        },
+    )
     display_name = models.CharField(max_length=100)
     base_url = models.CharField(
         max_length=500,
         blank=True,
         validators=[validate_http_url],
-        help_text="Blank: the <KIND>_BASE_URL env var, else the SDK default.",
+        help_text="Blank: the <KIND>_BASE_URL env var, else the SDK default. Required for OpenAI-compatible servers.",
     )
     api_key_env = models.CharField(
         max_length=100, blank=True, help_text="Name of the environment variable that holds the API key."
@@ -35,12 +44,21 @@ class Provider(models.Model):
 
     class Meta:
         ordering = ["name"]
-        constraints = [
-            models.CheckConstraint(condition=models.Q(kind__in=ProviderKind.values), name="provider_kind_valid"),
-        ]
 
     def __str__(self) -> str:
         return self.display_name or self.name
+
+    def clean(self) -> None:
+        adapter = adapter_class_or_none(self.kind)
+        if adapter is not None and adapter.requires_base_url and not self.base_url:
+            raise ValidationError(
+                {"base_url": f"A provider of kind {self.kind!r} needs its server's base URL, e.g. http://vllm:8000/v1."}
+            )
+
+    @property
+    def kind_label(self) -> str:
+        adapter = adapter_class_or_none(self.kind)
+        return adapter.label if adapter is not None else f"{self.kind} (no adapter: not configured)"
 
 
 class ProviderModel(models.Model):

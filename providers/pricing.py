@@ -1,9 +1,11 @@
 """Cost of a provider call in USD.
 
-An admin's price override on the ProviderModel row wins; otherwise prices come
-from the genai-prices package (its data ships inside the package, so this works
-offline). Ollama is local and costs 0. A model nobody prices costs 0 and is
-logged once per process, never an exception.
+An admin's price override on the ProviderModel row wins; otherwise the adapter
+class's ``price_source`` says where list prices come from: the genai-prices
+package (its data ships inside the package, so this works offline), nowhere
+(local models, e.g. Ollama, cost 0), or only admin rows (OpenAI-compatible
+servers). A model nobody prices costs 0 and is logged once per process, never
+an exception.
 """
 
 import logging
@@ -16,16 +18,13 @@ from genai_prices import Usage as PriceUsage
 from genai_prices.data_snapshot import get_snapshot
 from genai_prices.types import ModelPrice, TieredPrices
 
-from .models import ProviderKind, ProviderModel
+from .base import ADMIN_PRICES_ONLY, PriceSource
+from .models import ProviderModel
+from .registry import adapter_class_or_none
 from .types import Usage
 
 logger = logging.getLogger(__name__)
 
-GENAI_PRICES_PROVIDER = {
-    ProviderKind.ANTHROPIC: "anthropic",
-    ProviderKind.OPENAI: "openai",
-    ProviderKind.GEMINI: "google",
-}
 MILLION = Decimal(1_000_000)
 _unpriced_logged: set[tuple[str, str]] = set()
 
@@ -39,19 +38,31 @@ def _override_cost(row: ProviderModel, usage: Usage) -> Decimal:
     return total / MILLION
 
 
+def price_source(kind: str) -> PriceSource:
+    """The kind's adapter's price source; a kind without an adapter is priced by admin rows only."""
+    cls = adapter_class_or_none(kind)
+    return cls.price_source if cls is not None else ADMIN_PRICES_ONLY
+
+
+def _unpriced(kind: str, model: str) -> Decimal:
+    if (kind, model) not in _unpriced_logged:
+        _unpriced_logged.add((kind, model))
+        logger.warning("no price known for %s model %r: counting its cost as 0", kind, model)
+    return Decimal(0)
+
+
 def cost_for(*, kind: str, model: str, usage: Usage, override: ProviderModel | None = None) -> Decimal:
     if override is not None and override.has_price_override:
         return _override_cost(override, usage)
-    provider_id = GENAI_PRICES_PROVIDER.get(ProviderKind(kind)) if kind in ProviderKind.values else None
-    if provider_id is None:
+    source = price_source(kind)
+    if source.free:
         return Decimal(0)
+    if source.genai_prices is None:
+        return _unpriced(kind, model)
     try:
-        _provider, info = get_snapshot().find_provider_model(model, None, provider_id, None)
+        _provider, info = get_snapshot().find_provider_model(model, None, source.genai_prices, None)
     except LookupError:
-        if (kind, model) not in _unpriced_logged:
-            _unpriced_logged.add((kind, model))
-            logger.warning("no price known for %s model %r: counting its cost as 0", kind, model)
-        return Decimal(0)
+        return _unpriced(kind, model)
     cached = usage.cache_read_tokens + usage.cache_write_tokens
     if cached > usage.input_tokens:  # the cached parts are parts of the input: a server that says otherwise
         usage = usage.model_copy(update={"input_tokens": cached})
@@ -120,9 +131,12 @@ def _linear_rates(price: ModelPrice) -> _Rates | None:
 
 
 def list_prices(*, kind: str, model: str) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
-    """(input, output, cached input) USD per million tokens from genai-prices, or Nones when unknown."""
-    if kind == ProviderKind.OLLAMA:
+    """(input, output, cached input) USD per million tokens from the kind's price source, or Nones when unknown."""
+    source = price_source(kind)
+    if source.free:
         return Decimal(0), Decimal(0), Decimal(0)
+    if source.genai_prices is None:
+        return None, None, None
     per_input = cost_for(kind=kind, model=model, usage=Usage(input_tokens=1_000_000))
     if per_input == 0:
         return None, None, None

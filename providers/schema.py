@@ -3,12 +3,17 @@
 MCP servers publish full JSON Schema (``$ref``/``$defs`` from pydantic,
 ``additionalProperties``, ``const``, type unions, formats). Providers accept
 less: Gemini a small OpenAPI subset, the others JSON Schema with an object at
-the top. Each adapter calls ``tool_schema_for(kind, schema)`` on every tool it
-sends; the result never shares structure with the input.
+the top. Each adapter class declares the dialect its API speaks
+(``schema_dialect``) and calls ``tool_schema_for(dialect, schema)`` on every
+tool it sends; the result never shares structure with the input.
 """
 
 import copy
-from typing import Any
+from typing import Any, Literal
+
+# "json_schema": JSON Schema with an object at the top (Anthropic, OpenAI and compatible servers, Ollama).
+# "gemini": the OpenAPI 3.0 subset of Gemini's Schema object (the Gemini API, Vertex AI).
+SchemaDialect = Literal["json_schema", "gemini"]
 
 # Keys Gemini's Schema object knows (the OpenAPI 3.0 subset of its API).
 GEMINI_KEYS = {
@@ -36,16 +41,19 @@ GEMINI_KEYS = {
     "maxProperties",
 }
 GEMINI_FORMATS = {"string": {"enum", "date-time"}, "number": {"float", "double"}, "integer": {"int32", "int64"}}
+SCHEMA_DIALECTS: tuple[SchemaDialect, ...] = ("json_schema", "gemini")
 DROPPED_EVERYWHERE = {"$schema", "$id", "$comment"}
 MAX_REF_DEPTH = 8
 
 
-def tool_schema_for(kind: str, schema: dict[str, Any] | None) -> dict[str, Any]:
-    """A copy of ``schema`` that provider ``kind`` accepts as a tool's parameters."""
+def tool_schema_for(dialect: SchemaDialect, schema: dict[str, Any] | None) -> dict[str, Any]:
+    """A copy of ``schema`` that an API speaking ``dialect`` accepts as a tool's parameters."""
+    if dialect not in SCHEMA_DIALECTS:
+        raise ValueError(f"Unknown schema dialect {dialect!r}: expected one of {', '.join(SCHEMA_DIALECTS)}.")
     source = copy.deepcopy(schema) if isinstance(schema, dict) else {}
     definitions = {**source.get("definitions", {}), **source.get("$defs", {})}
     resolved = _resolve(source, definitions, depth=0)
-    result = _to_gemini(resolved) if kind == "gemini" else _clean_json_schema(resolved)
+    result = _to_gemini(resolved) if dialect == "gemini" else _clean_json_schema(resolved)
     return _as_object(result)
 
 

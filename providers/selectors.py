@@ -17,7 +17,7 @@ from platform_site.exceptions import NotFound, ValidationFailed
 from .errors import ProviderError
 from .models import Provider, ProviderHealthSnapshot, ProviderModel
 from .pricing import list_prices
-from .registry import adapter_for, provider_is_configured
+from .registry import adapter_for, provider_problem
 from .types import HealthResult, ModelInfo
 
 
@@ -55,10 +55,9 @@ def provider_for_turn(*, name: str, model: str) -> tuple[Provider, ProviderModel
     provider = provider_resolve(name=name)
     if not provider.enabled:
         raise ValidationFailed(f"Provider {name!r} is disabled.", code="provider_disabled")
-    if not provider_is_configured(provider):
-        raise ValidationFailed(
-            f"Provider {name!r} is not configured: no API key in the environment.", code="provider_not_configured"
-        )
+    problem = provider_problem(provider)
+    if problem is not None:
+        raise ValidationFailed(f"Provider {name!r} is not configured: {problem}.", code="provider_not_configured")
     row = _provider_cached(name)[1].get(model)
     if row is not None and not row.enabled:
         raise ValidationFailed(f"Model {model!r} is disabled on {name!r}.", code="model_disabled")
@@ -103,13 +102,14 @@ async def provider_models(*, provider: Provider) -> ModelListing:
     rows = await run_db(lambda: {row.model_id: row for row in ProviderModel.objects.filter(provider=provider)})
     live: list[ModelInfo] = []
     error = None
-    if provider_is_configured(provider):
+    problem = provider_problem(provider)
+    if problem is None:
         try:
             live = await adapter_for(provider).list_models()
         except ProviderError as exc:
             error = exc.message
     else:
-        error = "Not configured: no API key in the environment."
+        error = f"Not configured: {problem}."
 
     merged: dict[str, ModelInfo] = {info.id: info for info in live}
     for model_id, row in rows.items():
@@ -148,6 +148,9 @@ async def provider_models(*, provider: Provider) -> ModelListing:
 
 
 async def provider_health(*, provider: Provider) -> HealthResult:
+    problem = provider_problem(provider)
+    if problem is not None:
+        return HealthResult(status="error", error=f"Not configured: {problem}.", code="provider_not_configured")
     return await adapter_for(provider).health()
 
 

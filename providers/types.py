@@ -8,12 +8,14 @@ provider kind that made it); adapters send it back only when ``origin`` is
 their own kind.
 """
 
+import base64
+import binascii
+import re
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
-ProviderKindName = Literal["anthropic", "openai", "gemini", "ollama"]
 MessageRole = Literal["user", "assistant", "tool"]
 
 
@@ -55,7 +57,52 @@ class ToolResultBlock(_Block):
     is_error: bool = False
 
 
-ContentBlock = Annotated[TextBlock | ThinkingBlock | ToolCallBlock | ToolResultBlock, Field(discriminator="type")]
+ImageMediaType = Literal["image/png", "image/jpeg", "image/gif", "image/webp"]
+_DATA_URL = re.compile(r"^data:(?P<media_type>[\w.+-]+/[\w.+-]+)(?:;[^,;]*)*;base64,(?P<data>.*)$", re.DOTALL)
+
+
+class ImageBlock(_Block):
+    """An image in a user message: base64 ``data`` with its ``media_type``, or an http(s) ``url``.
+
+    A ``data:`` URL given as ``url`` is taken apart into ``data`` and ``media_type``, so a url is always
+    remote. Adapters send it in their wire's terms; a provider without vision sees a short placeholder.
+    """
+
+    type: Literal["image"] = "image"
+    data: str | None = None
+    media_type: ImageMediaType | None = None
+    url: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_data_url(cls, values: Any) -> Any:
+        if isinstance(values, dict) and isinstance(values.get("url"), str) and values["url"].startswith("data:"):
+            match = _DATA_URL.match(values["url"])
+            if match is None:
+                raise ValueError("An image data: URL must be base64, e.g. data:image/png;base64,....")
+            media_type = match["media_type"].lower().replace("image/jpg", "image/jpeg")
+            values = {**values, "url": None, "data": match["data"], "media_type": media_type}
+        return values
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.data is None) == (self.url is None):
+            raise ValueError("An image needs either base64 data (with its media_type) or a url, not both.")
+        if self.url is not None and not self.url.startswith(("https://", "http://")):
+            raise ValueError("An image url must be http(s) or a data: URL.")
+        if self.data is not None:
+            if self.media_type is None:
+                raise ValueError("An image given as data needs its media_type.")
+            try:
+                base64.b64decode(self.data, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("Image data is not valid base64.") from None
+        return self
+
+
+ContentBlock = Annotated[
+    TextBlock | ThinkingBlock | ToolCallBlock | ToolResultBlock | ImageBlock, Field(discriminator="type")
+]
 
 
 class Message(BaseModel):
@@ -73,6 +120,10 @@ class Message(BaseModel):
     @property
     def tool_calls(self) -> list[ToolCallBlock]:
         return [block for block in self.content if isinstance(block, ToolCallBlock)]
+
+    @property
+    def images(self) -> list[ImageBlock]:
+        return [block for block in self.content if isinstance(block, ImageBlock)]
 
     @classmethod
     def user(cls, text: str) -> "Message":
@@ -113,7 +164,29 @@ class Usage(BaseModel):
 StopReason = Literal["end", "tool_calls", "length", "refused"]
 
 
+class ToolChoice(BaseModel):
+    """Whether the model must call a tool: ``auto`` (it decides), ``none``, ``required`` (some tool), or
+    ``tool`` (the one named)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: Literal["auto", "none", "required", "tool"] = "auto"
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _name_for_tool(self) -> Self:
+        if (self.mode == "tool") != bool(self.name):
+            raise ValueError("tool_choice names a tool exactly when its mode is 'tool'.")
+        return self
+
+
+ResponseFormatType = Literal["text", "json_object", "json_schema"]
+
+
 class GenerationOptions(BaseModel):
+    """What a caller may ask of one generation. An adapter sends each option in its wire's terms; what its
+    provider cannot honour, its ``unsupported_options`` lists before any call (and the adapter leaves out)."""
+
     model_config = ConfigDict(frozen=True)
 
     max_tokens: int | None = None
@@ -121,6 +194,39 @@ class GenerationOptions(BaseModel):
     # Tokens the model may spend thinking (Anthropic extended thinking, Gemini thinking budget); None = off.
     thinking_budget: int | None = None
     stop: list[str] | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    # OpenAI's shape: {"type": "text"} | {"type": "json_object"} | {"type": "json_schema", "json_schema": {...}}
+    response_format: dict[str, Any] | None = None
+    tool_choice: ToolChoice | None = None
+
+    @field_validator("response_format")
+    @classmethod
+    def _response_format_shape(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        kind = value.get("type")
+        if kind not in ("text", "json_object", "json_schema"):
+            raise ValueError("response_format.type must be 'text', 'json_object' or 'json_schema'.")
+        if kind == "json_schema":
+            spec = value.get("json_schema")
+            if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), dict):
+                raise ValueError("response_format.json_schema must be an object whose schema is a JSON Schema.")
+        return value
+
+    @property
+    def response_format_type(self) -> ResponseFormatType | None:
+        """None, or the kind of output asked for; "text" is the default every provider gives anyway."""
+        return self.response_format["type"] if self.response_format else None
+
+    @property
+    def response_schema(self) -> dict[str, Any] | None:
+        """The JSON Schema of a ``json_schema`` response format (an object with no schema: any JSON object)."""
+        if self.response_format_type != "json_schema":
+            return None
+        assert self.response_format is not None
+        schema = self.response_format["json_schema"].get("schema")
+        return schema if schema is not None else {"type": "object"}
 
 
 # --- stream events --------------------------------------------------------------
@@ -187,6 +293,8 @@ class Capabilities(BaseModel):
     streaming: bool = True
     thinking: bool = False
     vision: bool = False
+    # Whether http(s) image URLs go to the provider as they are; if not, only inline image data can be sent.
+    image_urls: bool = False
 
 
 class HealthResult(BaseModel):

@@ -13,8 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from providers.models import ProviderKind
-from providers.registry import FALLBACK_KEY_ENV
+from providers.registry import adapter_classes
 
 from .conftest import platform_process
 
@@ -38,9 +37,13 @@ def settings_env_names() -> set[str]:
 
 def provider_env_names() -> set[str]:
     """What providers/registry.py reads when it builds a client: base URLs and (seeded) key names."""
-    names = {f"{kind.upper()}_BASE_URL" for kind in ProviderKind}
-    names |= {f"{kind.upper()}_API_KEY" for kind in ProviderKind if kind != ProviderKind.OLLAMA}
-    names |= {name for fallbacks in FALLBACK_KEY_ENV.values() for name in fallbacks}
+    names: set[str] = set()
+    for kind, adapter in adapter_classes().items():
+        if (base_url_env := adapter.base_url_env()) is not None:
+            names.add(base_url_env)
+        if adapter.requires_api_key:
+            names.add(f"{kind.upper()}_API_KEY")
+        names |= set(adapter.fallback_key_env)
     return names
 
 

@@ -17,6 +17,7 @@ from providers.schema import tool_schema_for
 from providers.types import (
     FinishEvent,
     GenerationOptions,
+    ImageBlock,
     Message,
     ModelInfo,
     TextBlock,
@@ -25,6 +26,7 @@ from providers.types import (
     ThinkingDelta,
     ToolCallBlock,
     ToolCallEvent,
+    ToolChoice,
     ToolResultBlock,
     ToolSpec,
     Usage,
@@ -182,7 +184,7 @@ async def test_stream_one_tool_call(wire: AnthropicWire):
         {
             "name": "weather__get_forecast",
             "description": "Forecast for a city",
-            "input_schema": tool_schema_for("anthropic", WEATHER.input_schema),
+            "input_schema": tool_schema_for("json_schema", WEATHER.input_schema),
         }
     ]
 
@@ -534,6 +536,102 @@ async def test_other_providers_thinking_and_opaque_data_are_not_sent(wire: Anthr
     assert wire.validate(body) == []
 
 
+# --- generation options and images ---------------------------------------------------
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+CITY_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}},
+    "required": ["city"],
+    "additionalProperties": False,
+}
+
+
+async def test_options_reach_the_wire_in_anthropic_terms(wire: AnthropicWire):
+    # given
+    options = GenerationOptions(
+        max_tokens=200,
+        stop=["END"],
+        response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": CITY_SCHEMA}},
+        tool_choice=ToolChoice(mode="tool", name=WEATHER.name),
+    )
+
+    # when
+    await make_adapter(wire).complete(messages=[Message.user("Paris?")], model=MODEL, tools=[WEATHER], options=options)
+
+    # then
+    [body] = message_bodies(wire)
+    assert {key: body[key] for key in ("max_tokens", "stop_sequences", "tool_choice", "output_config")} == {
+        "max_tokens": 200,
+        "stop_sequences": ["END"],
+        "tool_choice": {"type": "tool", "name": WEATHER.name},
+        "output_config": {"format": {"type": "json_schema", "schema": CITY_SCHEMA}},
+    }
+    assert AnthropicAdapter.unsupported_options(options) == []
+
+
+@pytest.mark.parametrize(("mode", "wire_type"), [("auto", "auto"), ("none", "none"), ("required", "any")])
+async def test_tool_choice_modes_become_anthropic_types(wire: AnthropicWire, mode: str, wire_type: str):
+    options = GenerationOptions(tool_choice=ToolChoice.model_validate({"mode": mode}))
+
+    await collect(make_adapter(wire), messages=[Message.user("Paris?")], tools=[WEATHER], options=options)
+
+    [body] = message_bodies(wire)
+    assert body["tool_choice"] == {"type": wire_type}
+
+
+@pytest.mark.parametrize(
+    ("options", "unsupported"),
+    [
+        (GenerationOptions(temperature=1, top_p=1.0, stop=["x"]), []),
+        (GenerationOptions(temperature=0.2, top_p=0.9, seed=3), ["temperature", "top_p", "seed"]),
+        (GenerationOptions(response_format={"type": "json_object"}), ["response_format"]),
+        (GenerationOptions(response_format={"type": "text"}), []),
+        (GenerationOptions(thinking_budget=2048, tool_choice=ToolChoice(mode="required")), ["tool_choice"]),
+        (GenerationOptions(thinking_budget=2048, tool_choice=ToolChoice(mode="none")), []),
+    ],
+)
+def test_unsupported_options_are_named_before_any_call(options: GenerationOptions, unsupported: list[str]):
+    assert AnthropicAdapter.unsupported_options(options) == unsupported
+
+
+async def test_unsupported_options_given_anyway_are_left_out(wire: AnthropicWire):
+    options = GenerationOptions(temperature=0.2, top_p=0.5, seed=3, response_format={"type": "json_object"})
+
+    await collect(make_adapter(wire), messages=[Message.user("Hi")], options=options)
+
+    [body] = message_bodies(wire)
+    assert set(body) == {"model", "messages", "max_tokens", "stream"}
+
+
+async def test_images_go_as_base64_and_url_image_blocks(wire: AnthropicWire):
+    # given: a tool loop whose results come back with the user's next image
+    history = [
+        *tool_loop_history(),
+        Message(
+            role="user",
+            content=[ImageBlock(data=PNG, media_type="image/png"), ImageBlock(url="https://example.com/cat.jpg")],
+        ),
+    ]
+
+    # when
+    await collect(make_adapter(wire), messages=history, tools=[WEATHER])
+
+    # then: one user turn, tool results first, then the images in order
+    [body] = message_bodies(wire)
+    assert body["messages"][-1]["content"][2:] == [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
+    ]
+    assert [block["type"] for block in body["messages"][-1]["content"]] == [
+        "tool_result",
+        "tool_result",
+        "image",
+        "image",
+    ]
+    assert AnthropicAdapter.unsupported_content(history) == []
+
+
 # --- the fake's validator ------------------------------------------------------------
 
 
@@ -542,6 +640,7 @@ def _body(messages: list[dict], **extra) -> dict:
 
 
 USER = {"role": "user", "content": "Hi"}
+WEATHER_WIRE = {"name": "weather__get_forecast", "input_schema": {"type": "object"}}
 CALL: dict[str, Any] = {
     "role": "assistant",
     "content": [{"type": "tool_use", "id": "toolu_1", "name": "t", "input": {}}],
@@ -592,6 +691,36 @@ RESULT: dict[str, Any] = {
             "must start with a thinking",
         ),
         (_body([{"role": "user", "content": [{"type": "text", "text": "x", "origin": "gemini"}]}]), "Extra inputs"),
+        (_body([USER], tool_choice={"type": "required"}), "tool_choice.type"),
+        (_body([USER], tools=[WEATHER_WIRE], tool_choice={"type": "tool", "name": "other"}), "not one of the tools"),
+        (
+            _body(
+                [USER],
+                tools=[WEATHER_WIRE],
+                tool_choice={"type": "any"},
+                thinking={"type": "enabled", "budget_tokens": 1024},
+                max_tokens=2048,
+            ),
+            "forces tool use",
+        ),
+        (_body([USER], output_config={"format": {"type": "json_object"}}), "output_config.format"),
+        (
+            _body([{"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "file:///x"}}]}]),
+            "http(s) url",
+        ),
+        (
+            _body(
+                [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image", "source": {"type": "base64", "media_type": "image/tiff", "data": "AA=="}}
+                        ],
+                    }
+                ]
+            ),
+            "media_type",
+        ),
     ],
 )
 def test_validator_rejects_what_the_api_rejects(server: AnthropicWire, body: dict, fragment: str):

@@ -19,6 +19,7 @@ from providers.types import (
     FinishEvent,
     GenerationOptions,
     HealthResult,
+    ImageBlock,
     Message,
     ModelInfo,
     TextBlock,
@@ -27,6 +28,7 @@ from providers.types import (
     ThinkingDelta,
     ToolCallBlock,
     ToolCallEvent,
+    ToolChoice,
     ToolResultBlock,
     ToolSpec,
     Usage,
@@ -521,6 +523,80 @@ async def test_other_providers_thinking_and_opaque_data_are_not_sent(wire, adapt
     assert wire.validate(body) == []
 
 
+# --- generation options and images --------------------------------------------------------
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+ANSWER_SCHEMA = {
+    "type": "object",
+    "properties": {"tz": {"type": "string"}, "offset": {"type": ["integer", "null"]}},
+    "required": ["tz"],
+    "additionalProperties": False,
+}
+
+
+async def test_every_option_reaches_the_wire_in_gemini_terms(wire, adapter):
+    # given
+    options = GenerationOptions(
+        top_p=0.8,
+        seed=7,
+        response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": ANSWER_SCHEMA}},
+        tool_choice=ToolChoice(mode="tool", name=CLOCK.name),
+    )
+
+    # when
+    await adapter.complete(messages=[Message.user("Time?")], model=MODEL, tools=[CLOCK], options=options)
+
+    # then: the full JSON Schema goes as responseJsonSchema, the forced tool as ANY limited to its name
+    body = last_body(wire)
+    assert body["generationConfig"] == {
+        "topP": 0.8,
+        "seed": 7,
+        "responseMimeType": "application/json",
+        "responseJsonSchema": ANSWER_SCHEMA,
+    }
+    assert body["toolConfig"] == {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [CLOCK.name]}}
+    assert GeminiAdapter.unsupported_options(options) == []
+
+
+@pytest.mark.parametrize(("mode", "wire_mode"), [("auto", "AUTO"), ("none", "NONE"), ("required", "ANY")])
+async def test_tool_choice_modes_become_function_calling_modes(wire, adapter, mode: str, wire_mode: str):
+    options = GenerationOptions(
+        tool_choice=ToolChoice.model_validate({"mode": mode}), response_format={"type": "json_object"}
+    )
+
+    await collect(adapter, messages=[Message.user("Time?")], tools=[CLOCK], options=options)
+
+    body = last_body(wire)
+    assert body["toolConfig"] == {"functionCallingConfig": {"mode": wire_mode}}
+    assert body["generationConfig"] == {"responseMimeType": "application/json"}
+
+
+async def test_images_go_as_inline_data_and_file_data(wire, adapter):
+    message = Message(
+        role="user",
+        content=[
+            TextBlock(text="Compare"),
+            ImageBlock(data=PNG, media_type="image/png"),
+            ImageBlock(url="https://example.com/photos/cat.webp?size=large"),
+        ],
+    )
+
+    await collect(adapter, messages=[message])
+
+    # (the SDK writes these nested fields in snake_case, which proto JSON accepts too)
+    assert last_body(wire)["contents"] == [
+        {
+            "role": "user",
+            "parts": [
+                {"text": "Compare"},
+                {"inlineData": {"data": PNG, "mime_type": "image/png"}},
+                {"fileData": {"file_uri": "https://example.com/photos/cat.webp?size=large", "mime_type": "image/webp"}},
+            ],
+        }
+    ]
+    assert GeminiAdapter.unsupported_content([message]) == []
+
+
 # --- the fake's validator -----------------------------------------------------------------
 
 
@@ -641,9 +717,51 @@ def test_validator_accepts_a_well_formed_request(server):
             },
             'Unknown name "oneOf"',
         ),
+        (
+            {
+                "contents": [{"role": "user", "parts": [{"text": "x"}]}],
+                "tools": [{"functionDeclarations": [{"name": "f"}]}],
+                "toolConfig": {"functionCallingConfig": {"mode": "AUTO", "allowedFunctionNames": ["f"]}},
+            },
+            "only allowed with mode ANY",
+        ),
+        (
+            {
+                "contents": [{"role": "user", "parts": [{"text": "x"}]}],
+                "tools": [{"functionDeclarations": [{"name": "f"}]}],
+                "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["g"]}},
+            },
+            "'g' is not declared",
+        ),
+        (
+            {
+                "contents": [{"role": "user", "parts": [{"text": "x"}]}],
+                "generationConfig": {"responseJsonSchema": {"type": "object"}},
+            },
+            "response_mime_type must be application/json",
+        ),
+        (
+            {"contents": [{"role": "user", "parts": [{"inlineData": {"mimeType": "image/png", "data": "%%"}}]}]},
+            "Base64 decoding failed",
+        ),
+        (
+            {"contents": [{"role": "user", "parts": [{"fileData": {"fileUri": "https://example.com/a"}}]}]},
+            "file_data.mime_type: Required",
+        ),
     ],
 )
 def test_validator_rejects_what_the_api_rejects(server, body, problem):
     problems = server.validate(body)
 
     assert any(problem in p for p in problems), problems
+
+
+async def test_an_image_url_of_unknown_type_is_named_unsupported_and_replays_as_a_placeholder(wire, adapter):
+    message = Message(role="user", content=[ImageBlock(url="https://example.com/render"), TextBlock(text="Seen?")])
+
+    await collect(adapter, messages=[message])
+
+    assert last_body(wire)["contents"] == [
+        {"role": "user", "parts": [{"text": "[image: https://example.com/render]"}, {"text": "Seen?"}]}
+    ]
+    assert GeminiAdapter.unsupported_content([message]) == ["image_url"]

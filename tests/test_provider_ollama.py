@@ -20,6 +20,7 @@ from providers.types import (
     FinishEvent,
     GenerationOptions,
     HealthResult,
+    ImageBlock,
     Message,
     ModelInfo,
     StreamEvent,
@@ -29,6 +30,7 @@ from providers.types import (
     ThinkingDelta,
     ToolCallBlock,
     ToolCallEvent,
+    ToolChoice,
     ToolResultBlock,
     ToolSpec,
     Usage,
@@ -475,6 +477,78 @@ async def test_thinking_streams_and_is_replayed_only_to_ollama(wire, adapter):
     assert "think" not in replay.json
 
 
+# --- generation options and images ----------------------------------------------------------
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+CITY_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+async def test_options_reach_the_wire_in_ollama_terms(wire, adapter):
+    # given
+    options = GenerationOptions(
+        top_p=0.9,
+        seed=11,
+        stop=["END"],
+        response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": CITY_SCHEMA}},
+        tool_choice=ToolChoice(mode="auto"),
+    )
+
+    # when
+    await adapter.complete(messages=[Message.user("Paris?")], model=MODEL, tools=[WEATHER], options=options)
+
+    # then
+    [body] = chat_bodies(wire)
+    assert body["options"] == {"top_p": 0.9, "seed": 11, "stop": ["END"]}
+    assert body["format"] == CITY_SCHEMA
+    assert body["tools"] == [WEATHER_WIRE]
+    assert OllamaAdapter.unsupported_options(options) == []
+
+
+async def test_json_object_is_format_json_and_tool_choice_none_offers_no_tools(wire, adapter):
+    options = GenerationOptions(response_format={"type": "json_object"}, tool_choice=ToolChoice(mode="none"))
+
+    await collect(adapter, messages=[Message.user("Paris?")], tools=[WEATHER], options=options)
+
+    [body] = chat_bodies(wire)
+    assert body["format"] == "json"
+    assert not body.get("tools")
+
+
+@pytest.mark.parametrize(
+    ("choice", "unsupported"),
+    [
+        (ToolChoice(mode="required"), ["tool_choice"]),
+        (ToolChoice(mode="tool", name="get_weather"), ["tool_choice"]),
+        (ToolChoice(mode="none"), []),
+        (ToolChoice(mode="auto"), []),
+    ],
+)
+def test_only_auto_and_none_tool_choices_are_honoured(choice: ToolChoice, unsupported: list[str]):
+    assert OllamaAdapter.unsupported_options(GenerationOptions(tool_choice=choice, seed=1, top_p=0.5)) == unsupported
+
+
+async def test_images_go_as_base64_and_a_url_becomes_a_placeholder(wire, adapter):
+    # given: history from a provider that took the url as it is
+    history = [
+        Message(role="user", content=[TextBlock(text="What is this?"), ImageBlock(data=PNG, media_type="image/png")]),
+        Message(role="assistant", content=[TextBlock(text="A pixel.")]),
+        Message(role="user", content=[TextBlock(text="And this?"), ImageBlock(url="https://example.com/cat.jpg")]),
+    ]
+
+    # when
+    await collect(adapter, messages=history)
+
+    # then: nothing is fetched; the model is told where the image was
+    [body] = chat_bodies(wire)
+    assert body["messages"] == [
+        {"role": "user", "content": "What is this?", "images": [PNG]},
+        {"role": "assistant", "content": "A pixel."},
+        {"role": "user", "content": "And this?\n[image: https://example.com/cat.jpg]"},
+    ]
+    assert OllamaAdapter.unsupported_content(history) == ["image_url"]
+    assert OllamaAdapter.unsupported_content(history[:2]) == []
+
+
 # --- the fake's validator ------------------------------------------------------------------
 
 
@@ -521,4 +595,17 @@ def test_validator_reports_each_structural_problem(server):
         "json: cannot unmarshal string into Go struct field ToolCallFunction.messages[2].tool_calls[0].function"
         ".arguments of type api.ToolCallFunctionArguments (arguments must be an object)",
         "messages[4].tool_name 'a' matches no unanswered tool call of the assistant turn",
+    ]
+
+
+def test_validator_checks_images_and_format(server):
+    body = {
+        "model": MODEL,
+        "format": "yaml",
+        "messages": [{"role": "user", "content": "x", "images": ["https://example.com/cat.jpg"]}],
+    }
+
+    assert server.validate(body) == [
+        "invalid format: 'yaml' (want \"json\" or a JSON schema object)",
+        "messages[0].images must be an array of base64 strings",
     ]

@@ -18,8 +18,10 @@ from providers.errors import (
     ProviderUnavailable,
 )
 from providers.types import (
+    Capabilities,
     FinishEvent,
     GenerationOptions,
+    ImageBlock,
     Message,
     ModelInfo,
     TextBlock,
@@ -28,6 +30,7 @@ from providers.types import (
     ThinkingDelta,
     ToolCallBlock,
     ToolCallEvent,
+    ToolChoice,
     ToolResultBlock,
     ToolSpec,
     Usage,
@@ -514,6 +517,138 @@ async def test_missing_api_key_raises_without_any_request(wire):
     assert wire.requests == []
 
 
+# --- generation options and images ------------------------------------------------------
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+CITY_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+async def test_every_option_reaches_the_wire_in_openai_terms(wire, adapter):
+    # given
+    options = GenerationOptions(
+        top_p=0.9,
+        seed=42,
+        response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": CITY_SCHEMA, "strict": True}},
+        tool_choice=ToolChoice(mode="tool", name=WEATHER.name),
+    )
+
+    # when
+    await adapter.complete(messages=[Message.user("Paris?")], model=MODEL, tools=[WEATHER], options=options)
+
+    # then
+    [body] = chat_bodies(wire)
+    assert {key: body[key] for key in ("top_p", "seed", "response_format", "tool_choice")} == {
+        "top_p": 0.9,
+        "seed": 42,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "city", "schema": CITY_SCHEMA, "strict": True},
+        },
+        "tool_choice": {"type": "function", "function": {"name": WEATHER.name}},
+    }
+    assert OpenAIAdapter.unsupported_options(options) == []
+
+
+@pytest.mark.parametrize(("mode", "wire_value"), [("auto", "auto"), ("none", "none"), ("required", "required")])
+async def test_tool_choice_modes_are_sent_as_openai_words(wire, adapter, mode: str, wire_value: str):
+    options = GenerationOptions(
+        tool_choice=ToolChoice.model_validate({"mode": mode}), response_format={"type": "json_object"}
+    )
+
+    await collect(adapter, messages=[Message.user("Paris?")], tools=[WEATHER], options=options)
+
+    [body] = chat_bodies(wire)
+    assert (body["tool_choice"], body["response_format"]) == (wire_value, {"type": "json_object"})
+
+
+async def test_tool_choice_that_no_tool_can_satisfy_is_refused_before_any_request(wire, adapter):
+    with pytest.raises(ProviderBadRequest, match="needs tools"):
+        await adapter.complete(
+            messages=[Message.user("Hi")],
+            model=MODEL,
+            options=GenerationOptions(tool_choice=ToolChoice(mode="required")),
+        )
+    with pytest.raises(ProviderBadRequest, match="'nope', which is not among"):
+        await collect(
+            adapter,
+            messages=[Message.user("Hi")],
+            tools=[WEATHER],
+            options=GenerationOptions(tool_choice=ToolChoice(mode="tool", name="nope")),
+        )
+
+    assert wire.requests == []
+
+
+async def test_images_go_as_image_url_parts_in_their_order(wire, adapter):
+    message = Message(
+        role="user",
+        content=[
+            TextBlock(text="Compare"),
+            ImageBlock(data=PNG, media_type="image/png"),
+            TextBlock(text="with"),
+            ImageBlock(url="https://example.com/cat.jpg"),
+        ],
+    )
+
+    await collect(adapter, messages=[message])
+
+    [body] = chat_bodies(wire)
+    assert body["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Compare"},
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+                {"type": "text", "text": "with"},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+            ],
+        }
+    ]
+    assert OpenAIAdapter.unsupported_content([message]) == []
+
+
+class _TextOnlyAdapter(OpenAIAdapter):
+    """An OpenAI-compatible server whose models cannot see images."""
+
+    capabilities = Capabilities(tools=True, streaming=True, vision=False)
+
+
+async def test_a_server_without_vision_gets_a_placeholder_so_history_still_replays(wire):
+    # given: history written on a provider with vision
+    adapter = _TextOnlyAdapter(make_adapter(wire).config)
+    history = [
+        Message(role="user", content=[TextBlock(text="What is this?"), ImageBlock(data=PNG, media_type="image/png")]),
+        Message(role="assistant", content=[TextBlock(text="A pixel.")]),
+        Message(role="user", content=[ImageBlock(url="https://example.com/cat.jpg"), TextBlock(text="And this?")]),
+    ]
+
+    # when
+    await collect(adapter, messages=history)
+
+    # then
+    [body] = chat_bodies(wire)
+    assert body["messages"] == [
+        {"role": "user", "content": "What is this?\n[image (image/png) not shown: this model cannot see images]"},
+        {"role": "assistant", "content": "A pixel."},
+        {"role": "user", "content": "[image: https://example.com/cat.jpg]\nAnd this?"},
+    ]
+    assert _TextOnlyAdapter.unsupported_content(history) == ["image"]
+
+
+def test_image_blocks_take_data_urls_apart_and_refuse_what_no_wire_takes():
+    assert ImageBlock(url=f"data:image/jpg;base64,{PNG}") == ImageBlock(data=PNG, media_type="image/jpeg")
+    for bad in (
+        {"url": "ftp://example.com/a.png"},
+        {"data": PNG},
+        {"data": "not base64!", "media_type": "image/png"},
+        {"data": PNG, "media_type": "image/png", "url": "https://example.com/a.png"},
+        {"url": "data:image/png,raw"},
+        {"data": PNG, "media_type": "image/tiff"},
+    ):
+        with pytest.raises(ValueError, match=r"image|media_type"):
+            ImageBlock.model_validate(bad)
+
+
 # --- the fake's validator --------------------------------------------------------------
 
 
@@ -551,3 +686,23 @@ def test_validator_rejects_what_the_real_api_rejects(wire):
         wire.validate({"model": MODEL, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]})
         == []
     )
+
+
+def test_validator_checks_the_options_tool_choice_and_image_parts(wire):
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]}],
+        "tools": [{"type": "function", "function": {"name": "t", "parameters": {"type": "object"}}}],
+        "tool_choice": {"type": "function", "function": {"name": "other"}},
+        "response_format": {"type": "json_schema", "json_schema": {"schema": {}}},
+        "top_p": 2,
+        "seed": "1",
+    }
+
+    assert wire.validate(body) == [
+        "Invalid 'top_p': expected a number between 0 and 1.",
+        "Invalid type for 'seed': expected an integer.",
+        "Missing required parameter: 'response_format.json_schema.name'.",
+        "Invalid value for 'tool_choice': function 'other' is not among the tools.",
+        "Invalid 'messages[0].content[0].image_url.url': expected an http(s) or data: URL.",
+    ]

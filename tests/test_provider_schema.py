@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from providers.registry import adapter_class
 from providers.schema import GEMINI_KEYS, tool_schema_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mcp_tools"
@@ -88,7 +89,7 @@ def test_hard_schema_for_gemini_is_inlined_and_subset_only():
 
 
 def test_recursive_refs_terminate():
-    schema = tool_schema_for("openai", HARD_SCHEMA)
+    schema = tool_schema_for("json_schema", HARD_SCHEMA)
 
     depth, node = 0, schema["properties"]["tree"]
     while "properties" in node and "child" in node["properties"]:
@@ -97,9 +98,27 @@ def test_recursive_refs_terminate():
     assert "$ref" not in json.dumps(schema)
 
 
-@pytest.mark.parametrize("kind", ["anthropic", "openai", "ollama"])
-def test_json_schema_providers_keep_semantics_but_drop_refs(kind):
-    schema = tool_schema_for(kind, HARD_SCHEMA)
+@pytest.mark.parametrize(
+    ("kind", "dialect"),
+    [
+        ("anthropic", "json_schema"),
+        ("openai", "json_schema"),
+        ("openai_compatible", "json_schema"),
+        ("gemini", "gemini"),
+        ("ollama", "json_schema"),
+    ],
+)
+def test_each_adapter_declares_its_schema_dialect(kind, dialect):
+    assert adapter_class(kind).schema_dialect == dialect
+
+
+def test_an_unknown_dialect_is_a_clear_error():
+    with pytest.raises(ValueError, match="Unknown schema dialect 'openai': expected one of json_schema, gemini"):
+        tool_schema_for("openai", HARD_SCHEMA)
+
+
+def test_json_schema_providers_keep_semantics_but_drop_refs():
+    schema = tool_schema_for("json_schema", HARD_SCHEMA)
 
     text = json.dumps(schema)
     assert "$ref" not in text
@@ -111,15 +130,15 @@ def test_json_schema_providers_keep_semantics_but_drop_refs(kind):
     assert schema["required"] == ["edits"]
 
 
-@pytest.mark.parametrize("kind", ["anthropic", "openai", "gemini", "ollama"])
-def test_input_is_not_mutated_and_empty_schema_becomes_object(kind):
+@pytest.mark.parametrize("dialect", ["json_schema", "gemini"])
+def test_input_is_not_mutated_and_empty_schema_becomes_object(dialect):
     before = json.dumps(HARD_SCHEMA, sort_keys=True)
 
-    tool_schema_for(kind, HARD_SCHEMA)
+    tool_schema_for(dialect, HARD_SCHEMA)
 
     assert json.dumps(HARD_SCHEMA, sort_keys=True) == before
-    assert tool_schema_for(kind, None) == {"type": "object", "properties": {}}
-    assert tool_schema_for(kind, {"type": "string"}) == {"type": "object", "properties": {}}
+    assert tool_schema_for(dialect, None) == {"type": "object", "properties": {}}
+    assert tool_schema_for(dialect, {"type": "string"}) == {"type": "object", "properties": {}}
 
 
 @pytest.fixture(scope="module")

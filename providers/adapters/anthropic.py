@@ -8,13 +8,21 @@ cached tokens, so usage is normalised before it leaves this module.
 
 import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import anthropic
 import httpx2
 import orjson
 
-from ..base import ChatRequest, MessageBuilder, ProviderAdapter, ProviderConfig, parse_arguments, retry_after_seconds
+from ..base import (
+    ChatRequest,
+    MessageBuilder,
+    PriceSource,
+    ProviderAdapter,
+    ProviderConfig,
+    parse_arguments,
+    retry_after_seconds,
+)
 from ..errors import (
     ProviderAuthenticationError,
     ProviderBadRequest,
@@ -23,12 +31,14 @@ from ..errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from ..schema import tool_schema_for
+from ..schema import SchemaDialect, tool_schema_for
 from ..sse import drain, sse_events
 from ..types import (
     Capabilities,
     Completion,
     FinishEvent,
+    GenerationOptions,
+    ImageBlock,
     Message,
     ModelInfo,
     StopReason,
@@ -39,6 +49,7 @@ from ..types import (
     ThinkingDelta,
     ToolCallBlock,
     ToolCallEvent,
+    ToolChoice,
     ToolResultBlock,
     Usage,
     UsageEvent,
@@ -166,6 +177,12 @@ def _result_block(block: ToolResultBlock) -> dict[str, Any]:
     return wire
 
 
+def _image_block(block: ImageBlock) -> dict[str, Any]:
+    if block.url:
+        return {"type": "image", "source": {"type": "url", "url": block.url}}
+    return {"type": "image", "source": {"type": "base64", "media_type": block.media_type, "data": block.data}}
+
+
 def _user_blocks(message: Message) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     for block in message.content:
@@ -173,7 +190,15 @@ def _user_blocks(message: Message) -> list[dict[str, Any]]:
             blocks.append(_result_block(block))
         elif isinstance(block, TextBlock) and block.text.strip():
             blocks.append({"type": "text", "text": block.text})
+        elif isinstance(block, ImageBlock):
+            blocks.append(_image_block(block))
     return blocks
+
+
+def _tool_choice(choice: ToolChoice) -> dict[str, Any]:
+    if choice.mode == "tool":
+        return {"type": "tool", "name": choice.name}
+    return {"type": {"auto": "auto", "none": "none", "required": "any"}[choice.mode]}
 
 
 def wire_messages(messages: list[Message]) -> list[dict[str, Any]]:
@@ -207,7 +232,10 @@ def _continues_unsigned_tool_turn(turns: list[dict[str, Any]]) -> bool:
 
 class AnthropicAdapter(ProviderAdapter):
     kind = KIND
-    capabilities = Capabilities(tools=True, streaming=True, thinking=True, vision=True)
+    label = "Anthropic"
+    price_source = PriceSource(genai_prices="anthropic")
+    schema_dialect: ClassVar[SchemaDialect] = "json_schema"
+    capabilities = Capabilities(tools=True, streaming=True, thinking=True, vision=True, image_urls=True)
     requires_api_key = True
 
     def __init__(self, config: ProviderConfig) -> None:
@@ -223,6 +251,28 @@ class AnthropicAdapter(ProviderAdapter):
 
     # --- canonical -> wire -------------------------------------------------------------
 
+    @classmethod
+    def unsupported_options(cls, options: GenerationOptions) -> list[str]:
+        unsupported = []
+        # The current API (SDK 2.x) has no sampling parameters: only their default value (1) is honoured.
+        if options.temperature not in (None, 1):
+            unsupported.append("temperature")
+        if options.top_p not in (None, 1):
+            unsupported.append("top_p")
+        if options.seed is not None:
+            unsupported.append("seed")
+        # Structured outputs need a schema; "any JSON object" is not something the API can enforce.
+        if options.response_format_type == "json_object":
+            unsupported.append("response_format")
+        # With extended thinking the API accepts only tool_choice auto or none.
+        if (
+            options.thinking_budget is not None
+            and options.tool_choice
+            and options.tool_choice.mode in ("required", "tool")
+        ):
+            unsupported.append("tool_choice")
+        return unsupported
+
     def _params(self, request: ChatRequest) -> dict[str, Any]:
         options = request.options
         messages = wire_messages(request.messages)
@@ -234,12 +284,16 @@ class AnthropicAdapter(ProviderAdapter):
                 {
                     "name": spec.name,
                     **({"description": spec.description} if spec.description else {}),
-                    "input_schema": tool_schema_for(KIND, spec.input_schema),
+                    "input_schema": tool_schema_for(self.schema_dialect, spec.input_schema),
                 }
                 for spec in request.tools
             ]
+            if options.tool_choice is not None:
+                params["tool_choice"] = _tool_choice(options.tool_choice)
         if options.stop:
             params["stop_sequences"] = list(options.stop)
+        if options.response_schema is not None:
+            params["output_config"] = {"format": {"type": "json_schema", "schema": options.response_schema}}
         max_tokens = options.max_tokens
         thinking = options.thinking_budget is not None and not _continues_unsigned_tool_turn(messages)
         if thinking:
@@ -247,7 +301,7 @@ class AnthropicAdapter(ProviderAdapter):
             params["thinking"] = {"type": "enabled", "budget_tokens": budget}
             # The budget is part of max_tokens, so an unset max leaves room for an answer after the thinking.
             max_tokens = max_tokens or budget + DEFAULT_MAX_TOKENS
-        # options.temperature is not sent: this API version (SDK 2.x) has dropped the sampling parameters.
+        # temperature, top_p and seed are not sent: this API version (SDK 2.x) has no sampling parameters.
         params["max_tokens"] = max_tokens or DEFAULT_MAX_TOKENS
         return params
 

@@ -6,6 +6,7 @@ replayed only to Gemini) and Gemini responses back to canonical events.
 
 import base64
 import binascii
+import mimetypes
 import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -19,8 +20,10 @@ from google.genai import types as gt
 from ..base import (
     ChatRequest,
     MessageBuilder,
+    PriceSource,
     ProviderAdapter,
     ProviderConfig,
+    image_placeholder,
     new_tool_call_id,
     parse_arguments,
     retry_after_seconds,
@@ -34,11 +37,12 @@ from ..errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from ..schema import tool_schema_for
+from ..schema import SchemaDialect, tool_schema_for
 from ..types import (
     Capabilities,
     Completion,
     FinishEvent,
+    ImageBlock,
     Message,
     ModelInfo,
     StopReason,
@@ -49,6 +53,7 @@ from ..types import (
     ThinkingDelta,
     ToolCallBlock,
     ToolCallEvent,
+    ToolChoice,
     ToolResultBlock,
     ToolSpec,
     Usage,
@@ -95,8 +100,21 @@ _TRANSPORT_ERRORS = _exceptions("TransportError")
 
 class GeminiAdapter(ProviderAdapter):
     kind: ClassVar[str] = KIND
-    capabilities: ClassVar[Capabilities] = Capabilities(tools=True, streaming=True, thinking=True, vision=True)
+    label: ClassVar[str] = "Google Gemini"
+    price_source: ClassVar[PriceSource] = PriceSource(genai_prices="google")
+    fallback_key_env: ClassVar[tuple[str, ...]] = ("GOOGLE_API_KEY",)  # the google-genai SDK's own name
+    schema_dialect: ClassVar[SchemaDialect] = "gemini"
+    # An http(s) image goes as file_data: the Gemini API fetches public and signed URLs itself.
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        tools=True, streaming=True, thinking=True, vision=True, image_urls=True
+    )
     requires_api_key: ClassVar[bool] = True
+
+    @classmethod
+    def unsupported_content(cls, messages: Iterable[Message]) -> list[str]:
+        # file_data needs the file's type: a url whose type neither the block nor its extension tells cannot go.
+        untyped = any(image.url and not _url_mime_type(image) for message in messages for image in message.images)
+        return super().unsupported_content(messages) or (["image_url"] if untyped else [])
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
@@ -263,6 +281,8 @@ def _user_parts(message: Message, call_names: dict[str, str]) -> list[gt.Part]:
     for block in message.content:
         if isinstance(block, TextBlock) and block.text:
             parts.append(gt.Part(text=block.text))
+        elif isinstance(block, ImageBlock):
+            parts.append(_image_part(block))
         elif isinstance(block, ToolResultBlock):
             # Gemini matches responses to calls by name; older rows may lack it, the call still has it.
             name = block.name or call_names.get(block.tool_call_id, "")
@@ -277,6 +297,40 @@ def _user_parts(message: Message, call_names: dict[str, str]) -> list[gt.Part]:
     return parts
 
 
+def _url_mime_type(block: ImageBlock) -> str | None:
+    if block.media_type:
+        return block.media_type
+    guessed = mimetypes.guess_type((block.url or "").split("?", 1)[0])[0]
+    return guessed if guessed and guessed.startswith("image/") else None
+
+
+def _image_part(block: ImageBlock) -> gt.Part:
+    if block.url:
+        # file_data requires the file's type; history holding a url of unknown type replays as a placeholder.
+        mime_type = _url_mime_type(block)
+        if mime_type is None:
+            return gt.Part(text=image_placeholder(block))
+        return gt.Part(file_data=gt.FileData(file_uri=block.url, mime_type=mime_type))
+    return gt.Part(inline_data=gt.Blob(data=base64.b64decode(block.data or ""), mime_type=block.media_type))
+
+
+FUNCTION_CALLING_MODES = {
+    "auto": gt.FunctionCallingConfigMode.AUTO,
+    "none": gt.FunctionCallingConfigMode.NONE,
+    "required": gt.FunctionCallingConfigMode.ANY,
+    "tool": gt.FunctionCallingConfigMode.ANY,
+}
+
+
+def _tool_config(choice: ToolChoice) -> gt.ToolConfig:
+    return gt.ToolConfig(
+        function_calling_config=gt.FunctionCallingConfig(
+            mode=FUNCTION_CALLING_MODES[choice.mode],
+            allowed_function_names=[choice.name] if choice.mode == "tool" and choice.name else None,
+        )
+    )
+
+
 def generation_config(request: ChatRequest) -> gt.GenerateContentConfig:
     options = request.options
     thinking = None
@@ -287,13 +341,20 @@ def generation_config(request: ChatRequest) -> gt.GenerateContentConfig:
     tools: gt.ToolListUnion | None = (
         [gt.Tool(function_declarations=[_declaration(spec) for spec in request.tools])] if request.tools else None
     )
+    json_output = options.response_format_type in ("json_object", "json_schema")
     return gt.GenerateContentConfig(
         system_instruction=request.system or None,
         max_output_tokens=options.max_tokens,
         temperature=options.temperature,
+        top_p=options.top_p,
+        seed=options.seed,
         stop_sequences=list(options.stop) if options.stop else None,
+        response_mime_type="application/json" if json_output else None,
+        # The full JSON Schema, as given; response_schema would take only the OpenAPI subset.
+        response_json_schema=options.response_schema,
         thinking_config=thinking,
         tools=tools,
+        tool_config=_tool_config(options.tool_choice) if tools and options.tool_choice else None,
         # Our tools are declarations the chat engine runs itself; the SDK must neither call them nor re-send
         # requests on its own (automatic continuation would be a second, hidden request).
         automatic_function_calling=gt.AutomaticFunctionCallingConfig(disable=True),
@@ -302,7 +363,7 @@ def generation_config(request: ChatRequest) -> gt.GenerateContentConfig:
 
 
 def _declaration(spec: ToolSpec) -> gt.FunctionDeclaration:
-    schema = tool_schema_for(KIND, spec.input_schema)
+    schema = tool_schema_for(GeminiAdapter.schema_dialect, spec.input_schema)
     # Gemini rejects an OBJECT with no properties; a tool without arguments declares no parameters at all.
     has_parameters = bool(schema.get("properties")) or schema.get("type") not in (None, "object", "OBJECT")
     return gt.FunctionDeclaration(

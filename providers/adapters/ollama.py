@@ -13,10 +13,13 @@ import ollama
 import pydantic
 
 from ..base import (
+    FREE,
     ChatRequest,
     MessageBuilder,
+    PriceSource,
     ProviderAdapter,
     ProviderConfig,
+    image_placeholder,
     new_tool_call_id,
     parse_arguments,
     retry_after_seconds,
@@ -29,11 +32,13 @@ from ..errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from ..schema import tool_schema_for
+from ..schema import SchemaDialect, tool_schema_for
 from ..types import (
     Capabilities,
     Completion,
     FinishEvent,
+    GenerationOptions,
+    ImageBlock,
     Message,
     ModelInfo,
     StopReason,
@@ -55,8 +60,15 @@ KIND = "ollama"
 
 class OllamaAdapter(ProviderAdapter):
     kind: ClassVar[str] = KIND
-    # The canonical conversation has no image blocks yet, so vision is not offered even for multimodal models.
-    capabilities: ClassVar[Capabilities] = Capabilities(tools=True, streaming=True, thinking=True, vision=False)
+    label: ClassVar[str] = "Ollama"
+    price_source: ClassVar[PriceSource] = FREE  # local models
+    default_base_url: ClassVar[str | None] = DEFAULT_BASE_URL
+    schema_dialect: ClassVar[SchemaDialect] = "json_schema"
+    # Images go as base64 ``images`` (multimodal models see them; a text-only model gets the server's error).
+    # The server fetches nothing, so an http(s) image url reaches the model as a placeholder naming it.
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        tools=True, streaming=True, thinking=True, vision=True, image_urls=False
+    )
     requires_api_key: ClassVar[bool] = False
 
     def __init__(self, config: ProviderConfig) -> None:
@@ -128,20 +140,35 @@ class OllamaAdapter(ProviderAdapter):
 
     # --- canonical -> wire -----------------------------------------------------------
 
+    @classmethod
+    def unsupported_options(cls, options: GenerationOptions) -> list[str]:
+        # The server lets the model decide; "none" is kept by offering no tools, but it cannot force a call.
+        if options.tool_choice is not None and options.tool_choice.mode in ("required", "tool"):
+            return ["tool_choice"]
+        return []
+
     def _chat_arguments(self, request: ChatRequest) -> dict[str, Any]:
+        generation = request.options
         options: dict[str, Any] = {}
-        if request.options.max_tokens is not None:
-            options["num_predict"] = request.options.max_tokens
-        if request.options.temperature is not None:
-            options["temperature"] = request.options.temperature
-        if request.options.stop:
-            options["stop"] = list(request.options.stop)
+        if generation.max_tokens is not None:
+            options["num_predict"] = generation.max_tokens
+        if generation.temperature is not None:
+            options["temperature"] = generation.temperature
+        if generation.top_p is not None:
+            options["top_p"] = generation.top_p
+        if generation.seed is not None:
+            options["seed"] = generation.seed
+        if generation.stop:
+            options["stop"] = list(generation.stop)
+        offer_tools = not (generation.tool_choice and generation.tool_choice.mode == "none")
+        tools = [_wire_tool(spec.name, spec.description, spec.input_schema) for spec in request.tools]
         return {
             "model": request.model,
-            "messages": _wire_messages(request.system, request.messages),
+            "messages": _wire_messages(request.system, request.messages, vision=self.capabilities.vision),
             # The SDK sends ``"tools": []`` even for None; the server reads an empty list as no tools.
-            "tools": [_wire_tool(spec.name, spec.description, spec.input_schema) for spec in request.tools] or None,
+            "tools": (tools if offer_tools else None) or None,
             "options": options or None,
+            "format": _format(generation),
             # Ollama has no token budget for thinking, only on/off; None leaves the model's default.
             "think": True if request.options.thinking_budget else None,
         }
@@ -193,11 +220,41 @@ def _retry_after(exc: ollama.ResponseError) -> float | None:
 def _wire_tool(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "function",
-        "function": {"name": name, "description": description, "parameters": tool_schema_for(KIND, schema)},
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": tool_schema_for(OllamaAdapter.schema_dialect, schema),
+        },
     }
 
 
-def _wire_messages(system: str | None, messages: list[Message]) -> list[dict[str, Any]]:
+def _format(options: GenerationOptions) -> str | dict[str, Any] | None:
+    """``format``: "json" for any JSON value, or the JSON Schema the reply must follow."""
+    if options.response_format_type == "json_object":
+        return "json"
+    return options.response_schema
+
+
+def _wire_user(message: Message, *, vision: bool) -> dict[str, Any]:
+    if not message.images:
+        return {"role": "user", "content": message.text}
+    text: list[str] = []
+    images: list[str] = []
+    for block in message.content:
+        if isinstance(block, TextBlock):
+            text.append(block.text)
+        elif isinstance(block, ImageBlock):
+            if vision and block.data:
+                images.append(block.data)
+            else:
+                text.append(f"\n{image_placeholder(block)}\n")
+    wire: dict[str, Any] = {"role": "user", "content": "".join(text).strip()}
+    if images:
+        wire["images"] = images
+    return wire
+
+
+def _wire_messages(system: str | None, messages: list[Message], *, vision: bool = True) -> list[dict[str, Any]]:
     wire: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     # Results written by providers that key by id may lack the tool's name, which is all Ollama matches on.
     names = {call.id: call.name for message in messages for call in message.tool_calls}
@@ -209,7 +266,7 @@ def _wire_messages(system: str | None, messages: list[Message]) -> list[dict[str
         elif message.role == "assistant":
             wire.append(_wire_assistant(message))
         else:
-            wire.append({"role": "user", "content": message.text})
+            wire.append(_wire_user(message, vision=vision))
     return wire
 
 

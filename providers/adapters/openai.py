@@ -8,7 +8,7 @@ import json
 import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 from urllib.parse import urlsplit
 
 import anyio
@@ -22,8 +22,10 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletio
 from ..base import (
     ChatRequest,
     MessageBuilder,
+    PriceSource,
     ProviderAdapter,
     ProviderConfig,
+    image_placeholder,
     new_tool_call_id,
     parse_arguments,
     retry_after_seconds,
@@ -36,12 +38,13 @@ from ..errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from ..schema import tool_schema_for
+from ..schema import SchemaDialect, tool_schema_for
 from ..sse import drain, sse_events
 from ..types import (
     Capabilities,
     Completion,
     FinishEvent,
+    ImageBlock,
     Message,
     ModelInfo,
     StopReason,
@@ -51,6 +54,7 @@ from ..types import (
     ThinkingDelta,
     ToolCallBlock,
     ToolCallEvent,
+    ToolChoice,
     ToolResultBlock,
     ToolSpec,
     Usage,
@@ -77,9 +81,11 @@ CONTEXT_WINDOW_FIELDS = ("context_window", "context_length", "max_model_len", "m
 
 class OpenAIAdapter(ProviderAdapter):
     kind = "openai"
-    # Reasoning models think, but Chat Completions neither returns nor accepts their reasoning;
-    # vision stays off until the canonical conversation has image blocks to send.
-    capabilities = Capabilities(tools=True, streaming=True, thinking=False, vision=False)
+    label = "OpenAI"
+    price_source = PriceSource(genai_prices="openai")
+    schema_dialect: ClassVar[SchemaDialect] = "json_schema"
+    # Reasoning models think, but Chat Completions neither returns nor accepts their reasoning.
+    capabilities = Capabilities(tools=True, streaming=True, thinking=False, vision=True, image_urls=True)
     requires_api_key = True
 
     def __init__(self, config: ProviderConfig) -> None:
@@ -90,8 +96,9 @@ class OpenAIAdapter(ProviderAdapter):
             "max_completion_tokens" if urlsplit(base_url).hostname == "api.openai.com" else "max_tokens"
         )
         self.client = openai.AsyncOpenAI(
-            # The key comes from the provider row, never from OPENAI_API_KEY; without one the base
-            # class refuses every call before it reaches the client, so the placeholder never goes out.
+            # The key comes from the provider row, never from OPENAI_API_KEY; without one the base class
+            # refuses every call before it reaches the client, so the placeholder goes out only for a kind
+            # that needs no key (a keyless OpenAI-compatible server), where the SDK still wants one.
             api_key=config.api_key or "not-configured",
             base_url=base_url,
             timeout=config.timeout,
@@ -250,21 +257,59 @@ class OpenAIAdapter(ProviderAdapter):
     # --- canonical -> wire -----------------------------------------------------------
 
     def _request_body(self, request: ChatRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": request.model, "messages": wire_messages(request.messages, request.system)}
+        messages = wire_messages(request.messages, request.system, vision=self.capabilities.vision)
+        body: dict[str, Any] = {"model": request.model, "messages": messages}
+        options = request.options
         if request.tools:
             body["tools"] = wire_tools(request.tools)
-        options = request.options
+            if options.tool_choice is not None:
+                body["tool_choice"] = wire_tool_choice(options.tool_choice)
         if options.max_tokens is not None:
             body[self._max_tokens_field] = options.max_tokens
         if options.temperature is not None:
             body["temperature"] = options.temperature
         if options.stop:
             body["stop"] = list(options.stop)
+        if options.top_p is not None:
+            body["top_p"] = options.top_p
+        if options.seed is not None:
+            body["seed"] = options.seed
+        if options.response_format is not None:
+            # Already this wire's own shape; compatible servers that lack a type answer with their own 400.
+            body["response_format"] = dict(options.response_format)
         # thinking_budget has no Chat Completions counterpart (reasoning_effort is a level, for some models only).
         return body
 
 
-def wire_messages(messages: Iterable[Message], system: str | None) -> list[ChatCompletionMessageParam]:
+def wire_tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
+    if choice.mode == "tool":
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice.mode  # "auto", "none" and "required" are this wire's own words
+
+
+def _user_content(message: Message, *, vision: bool) -> str | list[dict[str, Any]]:
+    """Plain text, or content parts in the blocks' order when the message holds images this model can see."""
+    if not message.images:
+        return message.text
+    if not vision:
+        return "".join(
+            block.text if isinstance(block, TextBlock) else f"\n{image_placeholder(block)}\n"
+            for block in message.content
+            if isinstance(block, TextBlock | ImageBlock)
+        ).strip()
+    parts: list[dict[str, Any]] = []
+    for block in message.content:
+        if isinstance(block, TextBlock) and block.text:
+            parts.append({"type": "text", "text": block.text})
+        elif isinstance(block, ImageBlock):
+            url = block.url or f"data:{block.media_type};base64,{block.data}"
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+    return parts
+
+
+def wire_messages(
+    messages: Iterable[Message], system: str | None, *, vision: bool = True
+) -> list[ChatCompletionMessageParam]:
     wire: list[dict[str, Any]] = []
     if system:
         wire.append({"role": "system", "content": system})
@@ -275,7 +320,7 @@ def wire_messages(messages: Iterable[Message], system: str | None) -> list[ChatC
         # Thinking blocks are dropped: this wire has no place for reasoning, ours or another provider's.
         text = "".join(block.text for block in message.content if isinstance(block, TextBlock))
         if message.role == "user":
-            wire.append({"role": "user", "content": text})
+            wire.append({"role": "user", "content": _user_content(message, vision=vision)})
             # Tolerate results stored on a user turn (Anthropic's own shape): the wire wants tool messages.
             wire.extend(_tool_result(block) for block in message.content if isinstance(block, ToolResultBlock))
             continue
@@ -310,7 +355,7 @@ def wire_tools(tools: Iterable[ToolSpec]) -> list[ChatCompletionToolParam]:
             "function": {
                 "name": spec.name,
                 "description": spec.description,
-                "parameters": tool_schema_for("openai", spec.input_schema),
+                "parameters": tool_schema_for(OpenAIAdapter.schema_dialect, spec.input_schema),
             },
         }
         for spec in tools
@@ -434,4 +479,4 @@ def _error_message(exc: openai.APIError) -> str:
     return exc.message
 
 
-__all__ = ["OpenAIAdapter", "normalise_usage", "stop_reason", "wire_messages", "wire_tools"]
+__all__ = ["OpenAIAdapter", "normalise_usage", "stop_reason", "wire_messages", "wire_tool_choice", "wire_tools"]

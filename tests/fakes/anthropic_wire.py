@@ -12,6 +12,8 @@ and reports them as ``cache_read_input_tokens``. Thinking signatures are
 real API verifies its signatures.
 """
 
+import base64
+import binascii
 import hashlib
 import json
 import re
@@ -71,6 +73,7 @@ BLOCK_FIELDS = {
     "redacted_thinking": {"type", "data"},
 }
 USER_BLOCKS = {"text", "image", "document", "tool_result"}
+IMAGE_MEDIA_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp"}
 ASSISTANT_BLOCKS = {"text", "thinking", "redacted_thinking", "tool_use"}
 TOOL_FIELDS = {
     "type",
@@ -123,6 +126,24 @@ def signature_for(thinking: str) -> str:
 
 def error_body(status: int, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": ERROR_TYPES.get(status, "api_error"), "message": message}}
+
+
+def _image_source_problems(source: Any, at: str) -> list[str]:
+    kind = source.get("type") if isinstance(source, dict) else None
+    if kind == "url":
+        url = source.get("url")
+        if set(source) != {"type", "url"} or not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            return [f"{at}: a url source takes only an http(s) url"]
+        return []
+    if kind != "base64" or set(source) != {"type", "media_type", "data"}:
+        return [f"{at}: Input should be a base64, url or file image source"]
+    if source["media_type"] not in IMAGE_MEDIA_TYPES:
+        return [f"{at}.media_type: Input should be one of {', '.join(sorted(IMAGE_MEDIA_TYPES))}"]
+    try:
+        base64.b64decode(source["data"], validate=True)
+    except (binascii.Error, TypeError, ValueError):
+        return [f"{at}.data: invalid base64 data"]
+    return []
 
 
 class AnthropicWire(WireServer):
@@ -196,6 +217,8 @@ class AnthropicWire(WireServer):
         problems += self._validate_system(body.get("system"))
         problems += self._validate_sampling(body, max_tokens)
         problems += self._validate_tools(body.get("tools"))
+        problems += self._validate_tool_choice(body)
+        problems += self._validate_output_config(body.get("output_config"))
         problems += self._validate_messages(body.get("messages"), thinking_on=self._thinking_on(body))
         return problems
 
@@ -272,6 +295,37 @@ class AnthropicWire(WireServer):
                 problems.append(f"{where}.input_schema: Field required (a JSON Schema object)")
             elif schema.get("type") != "object":
                 problems.append(f"{where}.input_schema.type: Input should be 'object'")
+        return problems
+
+    def _validate_tool_choice(self, body: dict[str, Any]) -> list[str]:
+        choice = body.get("tool_choice")
+        if choice is None:
+            return []
+        kind = choice.get("type") if isinstance(choice, dict) else None
+        if kind not in ("auto", "any", "tool", "none"):
+            return ["tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'"]
+        names = {tool.get("name") for tool in body.get("tools") or [] if isinstance(tool, dict)}
+        if kind == "tool" and choice.get("name") not in names:
+            return [f"tool_choice.name: {choice.get('name')!r} is not one of the tools"]
+        if kind in ("any", "tool") and self._thinking_on(body):
+            return ["Thinking may not be enabled when tool_choice forces tool use."]
+        return []
+
+    @staticmethod
+    def _validate_output_config(config: Any) -> list[str]:
+        if config is None:
+            return []
+        if not isinstance(config, dict):
+            return ["output_config: Input should be an object"]
+        problems = [f"output_config.{key}: Extra inputs are not permitted" for key in config if key != "format"]
+        output_format = config.get("format")
+        if output_format is not None and (
+            not isinstance(output_format, dict)
+            or output_format.get("type") != "json_schema"
+            or not isinstance(output_format.get("schema"), dict)
+            or set(output_format) != {"type", "schema"}
+        ):
+            problems.append("output_config.format: Input should be {'type': 'json_schema', 'schema': {...}}")
         return problems
 
     def _validate_messages(self, messages: Any, *, thinking_on: bool) -> list[str]:
@@ -365,6 +419,8 @@ class AnthropicWire(WireServer):
                 return [f"{at}: Invalid `signature` in `thinking` block"]
         elif kind == "redacted_thinking" and (not isinstance(block.get("data"), str) or not block["data"]):
             return [f"{at}.data: Field required"]
+        elif kind == "image":
+            return _image_source_problems(block.get("source"), f"{at}.source")
         return []
 
     @staticmethod

@@ -238,6 +238,8 @@ class GeminiWire(WireServer):
             problems += _tools_problems(request["tools"])
         if "generationConfig" in request:
             problems += _generation_problems(request["generationConfig"])
+        if "toolConfig" in request:
+            problems += _tool_config_problems(request["toolConfig"], request.get("tools"))
         return problems
 
 
@@ -383,6 +385,14 @@ def _part_problems(part: Any, role: Any, where: str) -> list[str]:
             problems.append(f"{where}.text: Invalid value (TYPE_STRING).")
         elif not part["text"] and signature is None:
             problems.append(f"{where}.text: Unable to submit request because it has an empty text parameter.")
+    if "inlineData" in part:
+        problems += _blob_problems(part["inlineData"], f"{where}.inline_data")
+    if "fileData" in part:
+        file_data = fields(part["fileData"]) if isinstance(part["fileData"], dict) else {}
+        if not isinstance(file_data.get("fileUri"), str) or not file_data["fileUri"]:
+            problems.append(f"{where}.file_data.file_uri: Required.")
+        if not isinstance(file_data.get("mimeType"), str):
+            problems.append(f"{where}.file_data.mime_type: Required.")
     if "functionCall" in part:
         if role != "model":
             problems.append(f"{where}.functionCall: function calls may only appear in a model turn.")
@@ -392,6 +402,42 @@ def _part_problems(part: Any, role: Any, where: str) -> list[str]:
             problems.append(f"{where}.functionResponse: function responses may only appear in a user turn.")
         problems += _function_response_problems(part["functionResponse"], f"{where}.functionResponse")
     return problems
+
+
+def _blob_problems(blob: Any, where: str) -> list[str]:
+    blob = fields(blob) if isinstance(blob, dict) else {}
+    problems = []
+    if not isinstance(blob.get("mimeType"), str) or not blob["mimeType"]:
+        problems.append(f"{where}.mime_type: Required.")
+    try:
+        base64.b64decode(blob.get("data") or "", validate=True)
+        if not blob.get("data"):
+            raise ValueError
+    except (binascii.Error, ValueError):
+        problems.append(f"{where}.data: Invalid value (TYPE_BYTES), Base64 decoding failed.")
+    return problems
+
+
+def _tool_config_problems(config: Any, tools: Any) -> list[str]:
+    where = "GenerateContentRequest.tool_config.function_calling_config"
+    calling = fields(config).get("functionCallingConfig") if isinstance(config, dict) else None
+    if not isinstance(calling, dict):
+        return [f"{where}: must be an object."]
+    calling = fields(calling)
+    mode = calling.get("mode")
+    if mode not in ("AUTO", "ANY", "NONE", "VALIDATED"):
+        return [f"{where}.mode: Invalid value {mode!r} (TYPE_ENUM)."]
+    allowed = calling.get("allowedFunctionNames")
+    if allowed is None:
+        return []
+    if mode not in ("ANY", "VALIDATED"):
+        return [f"{where}.allowed_function_names: only allowed with mode ANY or VALIDATED."]
+    declared = {
+        fields(declaration).get("name")
+        for tool in (tools if isinstance(tools, list) else [])
+        for declaration in fields(tool).get("functionDeclarations", [])
+    }
+    return [f"{where}.allowed_function_names: {name!r} is not declared." for name in allowed if name not in declared]
 
 
 def _function_call_problems(call: Any, where: str) -> list[str]:
@@ -597,6 +643,18 @@ def _generation_problems(config: Any) -> list[str]:
         not isinstance(stops, list) or len(stops) > 5 or not all(isinstance(s, str) for s in stops)
     ):
         problems.append(f"{where}.stop_sequences: at most 5 strings.")
+    top_p = config.get("topP")
+    if top_p is not None and (not isinstance(top_p, int | float) or not 0 <= top_p <= 1):
+        problems.append(f"{where}.top_p: must be between 0 and 1.")
+    if "seed" in config and (not isinstance(config["seed"], int) or isinstance(config["seed"], bool)):
+        problems.append(f"{where}.seed: Invalid value (TYPE_INT32).")
+    mime_type = config.get("responseMimeType")
+    if mime_type is not None and mime_type not in ("text/plain", "application/json", "text/x.enum"):
+        problems.append(f"{where}.response_mime_type: unsupported mime type {mime_type!r}.")
+    if "responseJsonSchema" in config and mime_type != "application/json":
+        problems.append(f"{where}.response_json_schema: response_mime_type must be application/json.")
+    if "responseJsonSchema" in config and "responseSchema" in config:
+        problems.append(f"{where}: response_schema and response_json_schema are mutually exclusive.")
     thinking = config.get("thinkingConfig")
     if thinking is not None:
         if not isinstance(thinking, dict):

@@ -5,6 +5,8 @@ arguments, ``done_reason`` stays ``"stop"`` for tool calls, errors are ``{"error
 unknown models are answered like the real server (400 / 404) without consuming a scripted reply.
 """
 
+import base64
+import binascii
 import hashlib
 import json
 import re
@@ -134,6 +136,11 @@ class OllamaWire(WireServer):
         elif isinstance(body.get("options"), dict):
             problems += _option_problems(body["options"])
         problems += _tool_problems(body.get("tools"))
+        output_format = body.get("format")
+        if output_format not in (None, "", "json") and not (
+            isinstance(output_format, dict) and isinstance(output_format.get("type"), str)
+        ):
+            problems.append(f'invalid format: {output_format!r} (want "json" or a JSON schema object)')
         messages = body.get("messages")
         if messages is None:
             return problems
@@ -163,7 +170,7 @@ def _message_problems(messages: list[Any]) -> list[str]:
         if "thinking" in message and (role != "assistant" or not isinstance(message["thinking"], str)):
             problems.append(f"{where}.thinking must be a string on an assistant message")
         images = message.get("images")
-        if images is not None and not (isinstance(images, list) and all(isinstance(x, str) for x in images)):
+        if images is not None and not (isinstance(images, list) and all(_is_base64(x) for x in images)):
             problems.append(f"{where}.images must be an array of base64 strings")
         calls = message.get("tool_calls")
         if calls is not None and role != "assistant":
@@ -184,6 +191,13 @@ def _message_problems(messages: list[Any]) -> list[str]:
         else:
             open_calls = None
     return problems
+
+
+def _is_base64(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and bool(value) and bool(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _call_problems(where: str, calls: Any, problems: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 from .wire import Fail, JsonReply, Recorded, Reply, StreamReply, Turn, WireServer, pieces, sse
 
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+IMAGE_URL = re.compile(r"^(https?://\S+|data:image/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/]+=*)$")
 ROLES = {"system", "developer", "user", "assistant", "tool"}
 # Keys the API accepts on each message; anything else is "Additional properties are not allowed".
 MESSAGE_KEYS = {
@@ -200,7 +201,41 @@ def _validate_options(body: dict[str, Any]) -> list[str]:
         not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) for s in stop)
     ):
         problems.append("Invalid 'stop': expected a string or an array of at most 4 strings.")
-    return problems
+    top_p = body.get("top_p")
+    if top_p is not None and (not isinstance(top_p, int | float) or not 0 <= top_p <= 1):
+        problems.append("Invalid 'top_p': expected a number between 0 and 1.")
+    seed = body.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        problems.append("Invalid type for 'seed': expected an integer.")
+    return problems + _validate_response_format(body.get("response_format"))
+
+
+def _validate_response_format(response_format: Any) -> list[str]:
+    if response_format is None:
+        return []
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind not in ("text", "json_object", "json_schema"):
+        return ["Invalid value for 'response_format.type': expected 'text', 'json_object' or 'json_schema'."]
+    if kind != "json_schema":
+        extra = sorted(set(response_format) - {"type"})
+        return [f"Invalid 'response_format': unknown keys {extra}."] if extra else []
+    spec = response_format.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        return ["Missing required parameter: 'response_format.json_schema.name'."]
+    if "schema" in spec and not isinstance(spec["schema"], dict):
+        return ["Invalid type for 'response_format.json_schema.schema': expected an object."]
+    return []
+
+
+def _validate_tool_choice(choice: Any, names: set[str]) -> list[str]:
+    if choice in ("auto", "none", "required"):
+        return []
+    function = choice.get("function") if isinstance(choice, dict) and choice.get("type") == "function" else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        return ["Invalid value for 'tool_choice': expected 'auto', 'none', 'required' or a named function."]
+    if function["name"] not in names:
+        return [f"Invalid value for 'tool_choice': function {function['name']!r} is not among the tools."]
+    return []
 
 
 def _validate_tools(body: dict[str, Any]) -> list[str]:
@@ -233,6 +268,9 @@ def _validate_tools(body: dict[str, Any]) -> list[str]:
             problems.append(
                 f"Invalid schema for function '{name}': schema must be a JSON Schema of 'type: \"object\"'."
             )
+    if body.get("tool_choice") is not None:
+        names = {tool["function"].get("name") for tool in tools if isinstance(tool, dict) and tool.get("function")}
+        problems += _validate_tool_choice(body["tool_choice"], names)
     return problems
 
 
@@ -359,6 +397,11 @@ def _validate_content(content: Any, where: str, *, parts: set[str]) -> list[str]
             )
         elif kind == "text" and not isinstance(part.get("text"), str):
             problems.append(f"Missing required parameter: '{where}.content[{k}].text'.")
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else None
+            if not isinstance(url, str) or not IMAGE_URL.match(url):
+                problems.append(f"Invalid '{where}.content[{k}].image_url.url': expected an http(s) or data: URL.")
     return problems
 
 
