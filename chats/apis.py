@@ -355,6 +355,7 @@ def turn_summary(events: list[Event]) -> tuple[int, dict[str, Any]]:
 
 
 async def turn_response(request: Request, prepared: PreparedTurn, stream: bool) -> HttpResponseBase:
+    prepared.streamed = stream  # a JSON answer: the model's whole reply at once
     handle = await turn_start(prepared)
     if not stream:
         events, asked = await handle.result_or_approvals()

@@ -162,6 +162,15 @@ class UsageReport(_Event):
     latency_ms: int
 
 
+class ClientToolCalls(_Event):
+    """The model called tools the client runs itself (the /v1 fronts' ``tools``): the turn ends here, and the
+    client sends the results with its next request. Only a turn given client tools emits it."""
+
+    type: Literal["client_tool_calls"] = "client_tool_calls"
+    calls: list[dict[str, Any]]  # {id, name, arguments}
+    round: int
+
+
 class ErrorEvent(_Event):
     type: Literal["error"] = "error"
     code: str
@@ -196,6 +205,7 @@ Event = (
     | ElicitationResolved
     | MessageDone
     | UsageReport
+    | ClientToolCalls
     | ErrorEvent
     | TurnDone
 )

@@ -8,6 +8,7 @@ Provider and model are stored as names on messages: history outlives config rows
 import uuid
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 
 
@@ -156,3 +157,43 @@ class ToolApproval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.server}__{self.tool} ({self.status})"
+
+
+ALIAS_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"
+
+
+class ModelAlias(models.Model):
+    """A model name the OpenAI- and Anthropic-compatible API (/v1) offers beside ``provider/model``: a provider
+    and model, optionally with a system prompt from the library, the MCP servers whose tools run server-side,
+    and generation defaults. A client that knows nothing of MCP picks the alias and gets the tools."""
+
+    name = models.CharField(
+        max_length=100,
+        unique=True,
+        validators=[RegexValidator(ALIAS_NAME_RE, "Letters, digits, '.', '_', ':' and '-'; no '/'.")],
+        help_text="What clients put in `model`, e.g. research-assistant.",
+    )
+    description = models.CharField(max_length=300, blank=True)
+    provider = models.ForeignKey("providers.Provider", on_delete=models.PROTECT, related_name="+")
+    model = models.CharField(max_length=200)
+    system_prompt = models.ForeignKey(
+        "prompts.SystemPrompt", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    mcp_servers = models.ManyToManyField(
+        "mcp_servers.McpServer", blank=True, related_name="+", help_text="Their tools run server-side."
+    )
+    options = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Generation defaults a request may override, e.g. {"temperature": 0.2, "max_tokens": 2048}.',
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "model aliases"
+
+    def __str__(self) -> str:
+        return self.name

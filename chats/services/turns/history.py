@@ -63,13 +63,17 @@ class TurnStore:
     # --- start and end ------------------------------------------------------------------------
 
     def start(self) -> tuple[list[Message], int]:
-        """Take the chat (TurnInProgress if another turn holds it), store the user message; the history."""
+        """Take the chat (TurnInProgress if another turn holds it), store the incoming messages; the history.
+
+        The incoming messages are the user message, or the conversation a front (/v1) brought; the id
+        returned is the last one's.
+        """
         p = self.prepared
         chat = p.chat
         now = timezone.now()
         lease = now + timedelta(seconds=settings.CHAT_TURN_LEASE_SECONDS)
-        user_message = p.user_message()  # the text, then any attached resources
-        content = _dump(user_message.content)
+        incoming = p.incoming()  # the user's text, then any attached resources
+        contents: list[tuple[str, list[dict[str, Any]]]] = [(m.role, _dump(m.content)) for m in incoming]
         if chat.pk is None:
             chat.title = _title(p.message)
             chat.provider = p.provider
@@ -93,8 +97,14 @@ class TurnStore:
                 },
                 returning_id=True,
             )
-            chat.pk, row_id = run_together(
-                [new_chat, self._message(chat_id=FIRST_ID, role=Role.USER, content=content, created_at=now)]
+            chat.pk, *row_ids = run_together(
+                [
+                    new_chat,
+                    *(
+                        self._message(chat_id=FIRST_ID, role=role, content=content, created_at=now, position=index)
+                        for index, (role, content) in enumerate(contents)
+                    ),
+                ]
             )
             chat._state.adding = False
             history: list[Message] = []
@@ -103,32 +113,41 @@ class TurnStore:
             fields: dict[str, Any] = {"turn_id": self.turn_id, "turn_owner": self.owner, "turn_lease_until": lease}
             if not chat.title:
                 fields["title"] = _title(p.message)
-            if connection.vendor == "postgresql":
-                history, position, row_id = self._take_postgres(fields=fields, now=now, content=content)
+            if connection.vendor == "postgresql" and len(contents) == 1:
+                history, position, row_id = self._take_postgres(
+                    fields=fields, now=now, role=contents[0][0], content=contents[0][1]
+                )
+                row_ids = [row_id]
             else:
-                history, position, row_id = self._take(fields=fields, now=now, content=content)
+                history, position, row_ids = self._take(fields=fields, now=now, contents=contents)
             chat.title = fields.get("title", chat.title)
-        self.position = position + 1
-        self.message_ids.append(row_id)
-        _remember(row_id, now, user_message)
-        return [*history, user_message], row_id
+        self.position = position + len(incoming)
+        self.message_ids.extend(row_ids)
+        for row_id, message in zip(row_ids, incoming, strict=True):
+            _remember(row_id, now, message)
+        return tool_results_merged([*history, *incoming]), row_ids[-1]
 
     def _take(
-        self, *, fields: dict[str, Any], now: Any, content: list[dict[str, Any]]
-    ) -> tuple[list[Message], int, int]:
-        """Take the chat and store the user message in one transaction: the history before it, its position, id."""
+        self, *, fields: dict[str, Any], now: Any, contents: list[tuple[str, list[dict[str, Any]]]]
+    ) -> tuple[list[Message], int, list[int]]:
+        """Take the chat and store the messages in one transaction: the history before them, the first's position,
+        their ids."""
         chat = self.prepared.chat
         with transaction.atomic():
             taken = Chat.objects.filter(pk=chat.pk).filter(Q(turn_id="") | Q(turn_lease_until__lt=now)).update(**fields)
             if not taken:
                 raise TurnInProgress()
             history, position = history_load(chat_id=chat.pk)
-            self.position = position
-            (row_id,) = run_together([self._message(role=Role.USER, content=content, created_at=now)])
-        return history, position, row_id
+            row_ids = run_together(
+                [
+                    self._message(role=role, content=content, created_at=now, position=position + index)
+                    for index, (role, content) in enumerate(contents)
+                ]
+            )
+        return history, position, list(row_ids)
 
     def _take_postgres(
-        self, *, fields: dict[str, Any], now: Any, content: list[dict[str, Any]]
+        self, *, fields: dict[str, Any], now: Any, role: str, content: list[dict[str, Any]]
     ) -> tuple[list[Message], int, int]:
         """``_take`` as one statement: take the chat, add the message at the next position, read the keys before it.
 
@@ -140,7 +159,7 @@ class TurnStore:
         chat_table, message_table = quote(Chat._meta.db_table), quote(MessageRow._meta.db_table)
         chat_id, position_column, created = quote("id"), quote("position"), quote("created_at")
         set_columns, set_params = prepared_values(Chat, fields)
-        columns, params = prepared_values(MessageRow, self._message_values(role=Role.USER, content=content, now=now))
+        columns, params = prepared_values(MessageRow, self._message_values(role=role, content=content, now=now))
         sql = f"""
             WITH taken AS (
                 UPDATE {chat_table} SET {", ".join(f"{column} = %s" for column in set_columns)}
@@ -169,12 +188,19 @@ class TurnStore:
         return history_messages([(pk, created_at) for pk, created_at, _, _ in history_rows]), position, row_id
 
     def _message(
-        self, *, role: str, content: list[dict[str, Any]], created_at: Any, chat_id: object = None, **fields: Any
+        self,
+        *,
+        role: str,
+        content: list[dict[str, Any]],
+        created_at: Any,
+        chat_id: object = None,
+        position: int | None = None,
+        **fields: Any,
     ) -> Statement:
-        """The INSERT of this turn's next message (at ``self.position``), returning its id."""
+        """The INSERT of this turn's next message (at ``self.position`` unless given), returning its id."""
         values = {
             "chat_id": self.prepared.chat.pk if chat_id is None else chat_id,
-            "position": self.position,
+            "position": self.position if position is None else position,
             **self._message_values(role=role, content=content, now=created_at, **fields),
         }
         return insert(MessageRow, values, returning_id=True)
@@ -332,6 +358,11 @@ class TurnStore:
         _remember(message_id, created_at, message)
 
 
+def chat_delete_rows(*, chat_id: int) -> None:
+    """Delete a chat kept only for its turn (a front's ``store: false``); its usage rows stay, without it."""
+    Chat.objects.filter(pk=chat_id).delete()
+
+
 # --- reading history ----------------------------------------------------------------------------
 
 
@@ -363,6 +394,18 @@ def history_messages(keys: list[tuple[int, Any]]) -> list[Message]:
                 _parsed.clear()
             _parsed.update(fresh)
     return [message for key in keys if (message := fresh[key] if key in fresh else _parsed.get(key)) is not None]
+
+
+def tool_results_merged(history: list[Message]) -> list[Message]:
+    """``history`` with tool messages in a row made one: a round's results may come in parts (the server's
+    calls run here, the client's own come with its next request), and providers want them together."""
+    merged: list[Message] = []
+    for message in history:
+        if message.role == "tool" and merged and merged[-1].role == "tool":
+            merged[-1] = Message(role="tool", content=[*merged[-1].content, *message.content])
+        else:
+            merged.append(message)
+    return merged
 
 
 def _remember(message_id: int, created_at: Any, message: Message) -> None:

@@ -9,6 +9,7 @@ events. A write that fails is retried once; then the turn ends with a
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -28,11 +29,12 @@ from platform_site.db import run_db
 from providers.base import ProviderAdapter
 from providers.errors import ProviderError
 from providers.registry import adapter_for
-from providers.types import FinishEvent, Message, ToolCallBlock, ToolSpec, Usage
+from providers.types import FinishEvent, Message, ThinkingBlock, ToolCallBlock, ToolSpec, Usage
 from providers.types import TextDelta as ProviderTextDelta
 from providers.types import ThinkingDelta as ProviderThinkingDelta
 
 from ...events import (
+    ClientToolCalls,
     ElicitationRequired,
     ErrorEvent,
     Event,
@@ -49,7 +51,7 @@ from ...events import (
 )
 from ...models import ApprovalDecision, ToolApproval
 from .approvals import Verdict, approval_event, approval_wait, approvals_create, verdict_for
-from .history import TurnStore, truncate
+from .history import TurnStore, chat_delete_rows, truncate
 from .interactions import TurnCall
 from .prepare import PreparedTurn
 from .progress import ProgressCallback, ProgressRelay
@@ -190,7 +192,8 @@ class TurnHandle:
         finish_reason, success = "error", False
         final_id: int | None = None
         lease = asyncio.ensure_future(self._keep_lease())
-        history = [p.user_message()]  # a new chat's, while its rows are being written
+        history = p.incoming()  # a new chat's, while its rows are being written
+        begun: asyncio.Future[list[Message]] | None = None
         try:
             tools = await self._tools()
             by_name = {tool.namespaced_name: tool for tool in tools}
@@ -198,14 +201,21 @@ class TurnHandle:
                 ToolSpec(name=tool.namespaced_name, description=tool.description, input_schema=tool.input_schema)
                 for tool in tools
             ]
+            # A front's client tools come after the server's; a name both use is the server's tool.
+            client_tools = {spec.name for spec in p.client_tools if spec.name not in by_name}
+            specs += [spec for spec in p.client_tools if spec.name in client_tools]
             adapter = adapter_for(p.provider)
             if self.chat_id is not None:
                 history = await self._begin(sorted(by_name))
+            else:
+                # A new chat: the turn starts (and its held events flow) as soon as the chat's rows are in,
+                # while the model already answers; the reply is stored after them.
+                begun = asyncio.ensure_future(self._begin(sorted(by_name)))
             while True:
                 rounds += 1
                 outcome = await self._provider_round(adapter, history, specs, rounds)
-                if self._held is not None:  # a new chat: its first rows go in before any of the reply
-                    history = await self._begin(sorted(by_name))
+                if begun is not None:
+                    history, begun = await begun, None
                 if outcome.error is not None or outcome.cancelled or outcome.finish is None:
                     finish_reason = "cancelled" if outcome.cancelled else "error"
                     text = "".join(outcome.text)
@@ -219,20 +229,33 @@ class TurnHandle:
                 if not calls:
                     finish_reason, success = outcome.finish.reason, True
                     break
-                results, verdicts, cancelled = await self._run_tools(calls, by_name, rounds)
-                tool_id, tool_message = await _write(
-                    self.store.store_tool_results,
-                    assistant_id=final_id,
-                    calls=calls,
-                    results=results,
-                    verdicts=verdicts,
-                    round_number=rounds,
-                    interactions=self._interactions,
-                )
-                self._emit(MessageDone(message_id=tool_id, role="tool", round=rounds))
-                history = [*history, outcome.finish.message, tool_message]
-                if cancelled:
-                    finish_reason = "cancelled"
+                for_client = [call for call in calls if call.name in client_tools]
+                if for_client:  # the round's server calls run now; the client runs its own and comes back
+                    calls = [call for call in calls if call.name not in client_tools]
+                if calls:
+                    results, verdicts, cancelled = await self._run_tools(calls, by_name, rounds)
+                    tool_id, tool_message = await _write(
+                        self.store.store_tool_results,
+                        assistant_id=final_id,
+                        calls=calls,
+                        results=results,
+                        verdicts=verdicts,
+                        round_number=rounds,
+                        interactions=self._interactions,
+                    )
+                    self._emit(MessageDone(message_id=tool_id, role="tool", round=rounds))
+                    history = [*history, outcome.finish.message, tool_message]
+                    if cancelled:
+                        finish_reason = "cancelled"
+                        break
+                if for_client:
+                    self._emit(
+                        ClientToolCalls(
+                            calls=[{"id": c.id, "name": c.name, "arguments": c.arguments} for c in for_client],
+                            round=rounds,
+                        )
+                    )
+                    finish_reason, success = "tool_calls", True
                     break
                 if rounds >= settings.CHAT_MAX_TOOL_ROUNDS:
                     finish_reason = "round_limit"
@@ -258,6 +281,9 @@ class TurnHandle:
             finish_reason, success = "error", False
         finally:
             lease.cancel()
+            if begun is not None:  # the turn failed in its first round: its chat's rows still go in, then free
+                with contextlib.suppress(Exception):
+                    await begun
             if self._held is not None:  # the chat was never stored: what happened still goes out
                 held, self._held = self._held, None
                 for event in held:
@@ -267,6 +293,11 @@ class TurnHandle:
                     await _write(self.store.release)
                 except Exception:
                     logger.exception("could not free chat %s after a turn", self.chat_id)
+            if self.prepared.ephemeral and self.chat_id is not None:  # store: false; its usage rows stay
+                try:
+                    await _write(chat_delete_rows, chat_id=self.chat_id)
+                except Exception:
+                    logger.exception("could not delete the unstored chat %s after a turn", self.chat_id)
             turn_unregister(self)
             self._emit(
                 TurnDone(
@@ -324,10 +355,33 @@ class TurnHandle:
         p = self.prepared
         outcome = _Round()
         started = time.perf_counter()
+        options = p.options
+        if round_number > 1 and options.tool_choice is not None and options.tool_choice.mode in ("required", "tool"):
+            # A forced tool call is the first round's: forced on every round, the model could never answer.
+            options = options.model_copy(update={"tool_choice": None})
 
         async def consume() -> None:
+            if not p.streamed:
+                completion = await adapter.complete(
+                    messages=history, model=p.model, tools=specs or None, system=p.system, options=options
+                )
+                message = completion.message
+                thinking = "".join(block.text for block in message.content if isinstance(block, ThinkingBlock))
+                if thinking:
+                    self._emit(ThinkingDelta(text=thinking, round=round_number))
+                if message.text:
+                    outcome.text.append(message.text)
+                    self._emit(TextDelta(text=message.text, round=round_number))
+                outcome.finish = FinishEvent(
+                    reason=completion.stop_reason,
+                    raw_reason=completion.raw_reason,
+                    message=message,
+                    usage=completion.usage,
+                    model=completion.model,
+                )
+                return
             async for event in adapter.stream(
-                messages=history, model=p.model, tools=specs or None, system=p.system, options=p.options
+                messages=history, model=p.model, tools=specs or None, system=p.system, options=options
             ):
                 if isinstance(event, ProviderTextDelta):
                     outcome.text.append(event.text)

@@ -27,7 +27,7 @@ from prompts.selectors import prompt_resolve
 from prompts.templating import prompt_render
 from providers.models import Provider, ProviderModel
 from providers.selectors import provider_check_model, provider_for_turn
-from providers.types import GenerationOptions, Message, TextBlock
+from providers.types import GenerationOptions, Message, TextBlock, ToolSpec
 from usage.limits import limits_check_budget, limits_check_tokens
 
 from ...models import Chat
@@ -46,6 +46,16 @@ class TurnRequest:
     options: GenerationOptions = field(default_factory=GenerationOptions)
     # MCP resources whose content goes to the model with the message (``attachments``).
     attachments: list[Attachment] = field(default_factory=list)
+    # The OpenAI- and Anthropic-compatible fronts (/v1) bring a conversation and tools of their own:
+    # what this turn adds before the model answers (ends with a user message or tool results), instead of
+    # ``message`` (which then only titles a new chat);
+    conversation: list[Message] | None = None
+    # their system text, after the library prompt's;
+    system: str | None = None
+    # tools the client runs itself: the turn ends at the model's calls of them (``ClientToolCalls``);
+    client_tools: list[ToolSpec] = field(default_factory=list)
+    # False: the chat exists only while the turn runs (its usage rows stay).
+    store: bool = True
 
 
 @dataclass
@@ -67,10 +77,21 @@ class PreparedTurn:
     remembered: frozenset[str] = frozenset()
     # The attached resources as read for this turn: stored after the message's own text, replayed with it.
     attachments: list[TextBlock] = field(default_factory=list)
+    # The fronts' (see TurnRequest): their conversation, their own tools, and whether the chat is kept.
+    conversation: list[Message] | None = None
+    client_tools: list[ToolSpec] = field(default_factory=list)
+    ephemeral: bool = False
+    # False when nobody reads the reply as it is written (a JSON answer): the model is asked for its whole
+    # reply at once, which costs less than a stream, and the turn's events carry each round's text in one.
+    streamed: bool = True
 
     def user_message(self) -> Message:
         """The user message as stored and as the model sees it: the text, then each attached resource."""
         return Message(role="user", content=[TextBlock(text=self.message), *self.attachments])
+
+    def incoming(self) -> list[Message]:
+        """What the turn stores before the model answers: the user message, or a front's conversation."""
+        return self.conversation if self.conversation is not None else [self.user_message()]
 
 
 async def turn_prepare(
@@ -98,7 +119,10 @@ def _prepare(
 ) -> PreparedTurn:
     if count:
         rate_limit_check_user(user=user)
-    _check_message(request.message)
+    if request.conversation is None:
+        _check_message(request.message)
+    else:
+        _check_conversation(request.conversation)
     if request.attachments:
         # A server the user may not use is as unknown to them as one that does not exist: a 400.
         mcp_servers_resolve(names=sorted({attachment.server for attachment in request.attachments}), user=user)
@@ -138,6 +162,8 @@ def _prepare(
             details={"unknown": sorted(request.variables), "missing": []},
         )
     system = prompt_render(content=prompt.content, variables=request.variables) if prompt else None
+    if request.system:
+        system = f"{system}\n\n{request.system}" if system else request.system
 
     servers: list[str]
     if not request.tools:
@@ -177,6 +203,9 @@ def _prepare(
         options=request.options,
         tool_policies=mcp_tool_policies(names=servers),
         remembered=frozenset(chat.approved_tools) if chat is not None else frozenset(),
+        conversation=request.conversation,
+        client_tools=list(request.client_tools),
+        ephemeral=not request.store,
     )
 
 
@@ -189,6 +218,28 @@ def _check_message(message: str) -> None:
             code="message_too_long",
             details={"message": [f"At most {settings.CHAT_MAX_MESSAGE_CHARS} characters."]},
         )
+
+
+def _check_conversation(conversation: list[Message]) -> None:
+    if not conversation:
+        raise ValidationFailed("No messages.", code="empty_message", details={"messages": ["Empty."]})
+    if conversation[-1].role == "assistant":
+        raise ValidationFailed(
+            "The last message must be the user's or tool results, for the model to answer.",
+            code="invalid_conversation",
+            details={"messages": ["Ends with an assistant message."]},
+        )
+    for index, message in enumerate(conversation):
+        if not message.content:
+            raise ValidationFailed(
+                f"Message {index} is empty.", code="empty_message", details={"messages": [f"{index}: empty."]}
+            )
+        if len(message.text) > settings.CHAT_MAX_MESSAGE_CHARS:
+            raise ValidationFailed(
+                f"Message {index} is longer than {settings.CHAT_MAX_MESSAGE_CHARS} characters.",
+                code="message_too_long",
+                details={"messages": [f"{index}: at most {settings.CHAT_MAX_MESSAGE_CHARS} characters."]},
+            )
 
 
 def _visible_chat_prompt(*, chat: Chat, user: User) -> SystemPrompt | None:
