@@ -15,12 +15,15 @@ tools       a turn with one tool round (model asks for a tool, the MCP test serv
 history     a turn on a chat of 400 stored messages (POST /api/chats/{id}/messages;
             the turn's own messages are deleted after each one) vs. the SDK sending
             the same 401 messages; and its added time / the fresh chat's;
+v1          the OpenAI-compatible front: POST /v1/chat/completions (model
+            "openai/<model>", new chat, no tools) vs. the same request made directly
+            with the OpenAI SDK; the same figures and targets as fresh;
 throughput  turns per second at each --concurrency, first as direct SDK calls, then
             through the platform, every turn on its own pre-created chat; responses
             are counted by status and failures by exception, never fatal; and the
             CPU time the serving processes spent per turn.
 
-    .venv/bin/python bench/chat_overhead.py [--iterations 200] [--warmup 20] [--sections fresh,tools,history]
+    .venv/bin/python bench/chat_overhead.py [--iterations 200] [--warmup 20] [--sections fresh,tools,history,v1]
     .venv/bin/python bench/chat_overhead.py --sections throughput --concurrency 1,32,256 [--turns 640]
     .venv/bin/python bench/chat_overhead.py --server uvicorn --compare-processes 1,2 --concurrency 64
 
@@ -86,7 +89,7 @@ from tests.fakes.wire import ToolCallSpec, Turn
 
 MODEL = "gpt-4o-mini"
 SERVER = [str(ROOT / "tests" / "mcp" / "server.py"), "stdio"]
-SECTIONS = ("fresh", "tools", "history", "throughput")
+SECTIONS = ("fresh", "tools", "history", "v1", "throughput")
 PLAIN = {"message": "Hello", "provider": "openai", "model": MODEL, "tools": False}
 OK = "200"
 TIMEOUT = 120.0
@@ -163,7 +166,7 @@ async def paired_turns(
     return result
 
 
-def report(title: str, direct_label: str, paired: Paired) -> bool:
+def report(title: str, direct_label: str, paired: Paired, through_label: str = "platform REST JSON turn") -> bool:
     """Print a section's rows; False when no iteration succeeded."""
     print(f"{title} (ms):")
     if paired.failures:
@@ -172,7 +175,7 @@ def report(title: str, direct_label: str, paired: Paired) -> bool:
         print("  no successful turn to measure")
         return False
     print(row(direct_label, paired.direct))
-    print(row("platform REST JSON turn", paired.through))
+    print(row(through_label, paired.through))
     print(row("added by the platform", paired.added))
     print(ratio_row("platform / direct", paired.through, paired.direct))
     return True
@@ -241,6 +244,21 @@ async def section_fresh(bench: Bench, http: httpx.AsyncClient) -> None:
     if report("turn without tools, fresh chat", "provider SDK directly", paired):
         added = paired.added
         bench.fresh_added = added
+        p50, p99 = statistics.median(added), pct(added, 0.99)
+        print(f"  target: added p50 <= 5 ms ({verdict(p50, 5)}), p99 <= 15 ms ({verdict(p99, 15)})")
+
+
+async def section_v1(bench: Bench, http: httpx.AsyncClient) -> None:
+    messages = [{"role": "user", "content": "Hello"}]
+    paired = await paired_turns(
+        iterations=bench.args.iterations,
+        warmup=bench.args.warmup,
+        direct=lambda: bench.sdk.chat.completions.create(model=MODEL, messages=messages),  # type: ignore[arg-type]
+        through=lambda: http.post("/v1/chat/completions", json={"model": f"openai/{MODEL}", "messages": messages}),
+        before=bench.fake.reset,
+    )
+    if report("/v1/chat/completions, fresh chat", "provider SDK directly", paired, "platform /v1 completion"):
+        added = paired.added
         p50, p99 = statistics.median(added), pct(added, 0.99)
         print(f"  target: added p50 <= 5 ms ({verdict(p50, 5)}), p99 <= 15 ms ({verdict(p99, 15)})")
 
@@ -508,6 +526,8 @@ async def one_server(bench: Bench) -> None:
                 await section_tools(bench, http)
             if "history" in args.sections:
                 await section_history(bench, http)
+            if "v1" in args.sections:
+                await section_v1(bench, http)
         if "throughput" in args.sections:
             for concurrency in args.concurrency:
                 direct = await direct_throughput(bench, concurrency)

@@ -1,7 +1,13 @@
+from typing import Any
+
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
+from pydantic import ValidationError as PydanticValidationError
 
-from .models import Chat, Message, ToolApproval, ToolExecution
+from providers.types import GenerationOptions
+
+from .models import Chat, Message, ModelAlias, ToolApproval, ToolExecution
 
 
 class MessageInline(admin.TabularInline):
@@ -90,3 +96,38 @@ class ToolApprovalAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: ToolApproval | None = None) -> bool:
         return False
+
+
+class ModelAliasForm(forms.ModelForm):
+    class Meta:
+        model = ModelAlias
+        fields = ("name", "description", "provider", "model", "system_prompt", "mcp_servers", "options", "enabled")
+
+    def clean_options(self) -> dict[str, Any]:
+        """Only GenerationOptions fields, each of its type: a typo would otherwise be a silent no-op."""
+        options = self.cleaned_data.get("options") or {}
+        if not isinstance(options, dict):
+            raise forms.ValidationError('A JSON object of generation options, e.g. {"temperature": 0.2}.')
+        unknown = sorted(set(options) - set(GenerationOptions.model_fields))
+        if unknown:
+            known = ", ".join(GenerationOptions.model_fields)
+            raise forms.ValidationError(f"Unknown option(s): {', '.join(unknown)}. Known: {known}.")
+        try:
+            GenerationOptions.model_validate(options)
+        except PydanticValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise forms.ValidationError(f"Invalid option(s): {problems}.") from None
+        return options
+
+
+@admin.register(ModelAlias)
+class ModelAliasAdmin(admin.ModelAdmin):
+    """The model names /v1 offers beside provider/model: a model with a prompt, MCP tools and defaults."""
+
+    form = ModelAliasForm
+    list_display = ("name", "provider", "model", "system_prompt", "enabled", "updated_at")
+    list_filter = ("enabled", "provider")
+    search_fields = ("name", "description", "model")
+    list_select_related = ("provider", "system_prompt")
+    filter_horizontal = ("mcp_servers",)
+    autocomplete_fields = ("system_prompt",)

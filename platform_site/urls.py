@@ -34,6 +34,8 @@ urlpatterns = [
     path("api/", include("usage.urls")),
     path("api/", include("providers.urls")),
     path("api/", include("mcp_servers.urls")),
+    # The OpenAI- and Anthropic-compatible API: the same engine for clients that speak theirs.
+    path("v1/", include("chats.fronts.urls")),
     # Unknown API paths answer in the API's JSON error shape, DEBUG or not.
     re_path(r"^api/", errors.api_not_found),
 ]

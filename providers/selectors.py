@@ -42,6 +42,11 @@ def _provider_cached(name: str) -> tuple[Provider | None, dict[str, ProviderMode
     return entry[1], entry[2]
 
 
+def provider_cached(name: str) -> Provider | None:
+    """The provider named ``name`` (any state) as this process last read it (CONFIG_CACHE_SECONDS), or None."""
+    return _provider_cached(name)[0]
+
+
 def provider_resolve(*, name: str) -> Provider:
     """The provider named ``name`` (any state), or ValidationFailed ``unknown_provider``."""
     provider, _models = _provider_cached(name)

@@ -19,6 +19,7 @@ from rest_framework.test import APIClient
 
 from accounts.selectors import api_key_cache_clear
 from accounts.services import api_key_create
+from chats.fronts.common import model_alias_cache_clear
 from mcp_servers.selectors import mcp_access_cache_clear
 from platform_site.db import close_db_threads, run_db_in_caller_thread
 from providers.selectors import provider_cache_clear
@@ -58,6 +59,7 @@ def _clean_cache():
     cache.clear()
     api_key_cache_clear()
     provider_cache_clear()
+    model_alias_cache_clear()
     mcp_access_cache_clear()
     yield
     cache.clear()

@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from accounts.models import ApiKey
 from accounts.services import api_key_create, api_key_hash
-from chats.models import ToolApproval, ToolExecution
+from chats.models import ModelAlias, ToolApproval, ToolExecution
 from mcp_servers.credentials import encrypt_values
 from mcp_servers.models import McpServerHealthSnapshot, McpServerLogEntry, McpUserCredential
 from providers.models import Provider, ProviderHealthSnapshot, ProviderModel
@@ -45,6 +45,10 @@ def populated(user):
     ToolApproval.objects.create(
         chat=chat, turn_id="t", tool_call_id="c", server="time", tool="now", expires_at=message.created_at
     )
+    alias = ModelAlias.objects.create(
+        name="assistant", provider=Provider.objects.get(name="openai"), model="gpt-4o", options={"temperature": 0.2}
+    )
+    alias.mcp_servers.add(server)
 
 
 ADMIN_MODELS = list(admin.site._registry)

@@ -326,6 +326,11 @@ async def test_frame_limit_counts_utf8_bytes_not_characters(user, key, settings)
     await communicator.disconnect()
 
 
+def _send_and_wait(ws, frame: str) -> None:
+    ws.send(frame)
+    ws.recv(timeout=20)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_real_server_answers_frame_too_large_up_to_its_cap_then_closes(user):
     key = api_key_create(owner=user, name="ws").secret
@@ -344,8 +349,7 @@ def test_real_server_answers_frame_too_large_up_to_its_cap_then_closes(user):
             # Past the server's own cap the server drops the connection (daphne without a close frame).
             # The drop can land while the frame is still being written, so the send may raise too.
             with pytest.raises(ConnectionClosed):
-                ws.send("x" * (3 * 1024 * 1024))
-                ws.recv(timeout=20)
+                _send_and_wait(ws, "x" * (3 * 1024 * 1024))
 
     assert too_large["code"] == "frame_too_large"
     assert too_large["message"] == "Frames are limited to 524288 bytes."

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from providers.adapters.anthropic import AnthropicAdapter
-from providers.base import ProviderConfig
+from providers.base import ProviderConfig, TokenCount
 from providers.errors import (
     ProviderAuthenticationError,
     ProviderBadRequest,
@@ -33,7 +33,7 @@ from providers.types import (
     UsageEvent,
 )
 
-from .fakes.anthropic_wire import AnthropicWire, signature_for
+from .fakes.anthropic_wire import AnthropicWire, count_tokens_of, signature_for
 from .fakes.wire import Fail, ToolCallSpec, Turn
 
 MODEL = "claude-test-1"
@@ -438,6 +438,78 @@ async def test_missing_api_key_fails_before_any_request(wire: AnthropicWire):
         await adapter.list_models()
     assert (await adapter.health()).code == "provider_not_configured"
     assert wire.requests == []
+
+
+# --- count_tokens --------------------------------------------------------------------
+
+
+async def test_count_tokens_is_anthropics_own_count_of_the_prompt(wire: AnthropicWire):
+    # when
+    count = await make_adapter(wire).count_tokens(
+        messages=[Message.user("What is the weather in Rome?")], model=MODEL, tools=[WEATHER], system="Be brief."
+    )
+
+    # then: the fake counts words: 6 in the message, 2 in the system, 5 in the tool's name and description
+    assert count == TokenCount(input_tokens=13, estimated=False)
+    [request] = wire.requests
+    assert (request.method, request.path) == ("POST", "/v1/messages/count_tokens")
+    assert request.json == {
+        "model": MODEL,
+        "system": "Be brief.",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "What is the weather in Rome?"}]}],
+        "tools": [
+            {
+                "name": "weather__get_forecast",
+                "description": "Forecast for a city",
+                "input_schema": tool_schema_for("json_schema", WEATHER.input_schema),
+            }
+        ],
+    }
+
+
+async def test_count_tokens_sends_the_conversation_as_a_request_would(wire: AnthropicWire):
+    # given
+    wire.push(Turn(text="Paris is sunny."))
+    adapter = make_adapter(wire)
+    await adapter.complete(messages=tool_loop_history(), model=MODEL, tools=[WEATHER])
+
+    # when
+    count = await adapter.count_tokens(messages=tool_loop_history(), model=MODEL, tools=[WEATHER])
+
+    # then
+    sent, counted = (request.json for request in wire.requests)
+    assert counted == {key: sent[key] for key in ("model", "messages", "tools")}
+    assert count == TokenCount(input_tokens=count_tokens_of(counted), estimated=False)
+    assert len(wire.script) == 0  # counting consumed no scripted reply and made no message
+
+
+async def test_count_tokens_retries_a_rate_limit_then_counts(wire: AnthropicWire):
+    wire.push(Fail(429, "Number of requests has exceeded your rate limit", retry_after=0.05))
+
+    count = await make_adapter(wire).count_tokens(messages=[Message.user("one two three")], model=MODEL)
+
+    assert count == TokenCount(input_tokens=3, estimated=False)
+    assert len(wire.requests_to("/v1/messages/count_tokens")) == 2
+
+
+async def test_count_tokens_errors_map_like_any_call(wire: AnthropicWire):
+    ghost_result = [
+        Message.user("Hi"),
+        Message(role="tool", content=[ToolResultBlock(tool_call_id="toolu_ghost", content="?")]),
+    ]
+
+    with pytest.raises(ProviderBadRequest) as bad:
+        await make_adapter(wire).count_tokens(messages=ghost_result, model=MODEL)
+    wire.push(Fail(401, "invalid x-api-key"))
+    with pytest.raises(ProviderAuthenticationError) as refused:
+        await make_adapter(wire).count_tokens(messages=[Message.user("Hi")], model=MODEL)
+    with pytest.raises(ProviderNotConfigured):
+        await make_adapter(wire, api_key=None).count_tokens(messages=[Message.user("Hi")], model=MODEL)
+
+    assert bad.value.status == 400
+    assert "unexpected `tool_use_id` found in `tool_result` blocks: toolu_ghost" in bad.value.message
+    assert (refused.value.status, refused.value.message) == (401, "invalid x-api-key")
+    assert len(wire.requests) == 2  # none without a key
 
 
 # --- thinking ------------------------------------------------------------------------

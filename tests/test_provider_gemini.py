@@ -7,7 +7,7 @@ import time
 import pytest
 
 from providers.adapters.gemini import GeminiAdapter
-from providers.base import ProviderConfig
+from providers.base import ProviderConfig, TokenCount
 from providers.errors import (
     ProviderAuthenticationError,
     ProviderBadRequest,
@@ -34,7 +34,7 @@ from providers.types import (
     Usage,
     UsageEvent,
 )
-from tests.fakes.gemini_wire import GeminiWire, thought_signature
+from tests.fakes.gemini_wire import GeminiWire, count_tokens_of, thought_signature
 from tests.fakes.wire import Fail, ToolCallSpec, Turn
 
 MODEL = "gemini-2.5-flash"
@@ -429,6 +429,95 @@ async def test_missing_api_key_raises_not_configured_without_a_request(wire):
         status="error", error="Not configured: no API key in the environment.", code="provider_not_configured"
     )
     assert wire.requests == []
+
+
+# --- count_tokens -------------------------------------------------------------------------
+
+TOKYO = [{"role": "user", "parts": [{"text": "What time is it in Tokyo?"}]}]
+
+
+async def test_count_tokens_is_geminis_own_count_of_the_contents(wire, adapter):
+    count = await adapter.count_tokens(messages=[Message.user("What time is it in Tokyo?")], model=MODEL)
+
+    assert count == TokenCount(input_tokens=6, estimated=False)  # the fake counts words
+    [request] = wire.requests
+    assert (request.method, request.path) == ("POST", f"/v1/models/{MODEL}:countTokens")
+    assert request.json == {"contents": TOKYO}
+
+
+async def test_count_tokens_counts_system_and_tools_in_a_generate_content_request(wire, adapter):
+    # when
+    count = await adapter.count_tokens(
+        messages=[Message.user("What time is it in Tokyo?")], model=MODEL, tools=[CLOCK], system="Be brief."
+    )
+
+    # then: 6 words of contents, 2 of system, 8 of the declaration (name, description, required)
+    assert count == TokenCount(input_tokens=16, estimated=False)
+    body = wire.requests[-1].json
+    assert body == {
+        "contents": TOKYO,
+        "generateContentRequest": {
+            "model": f"models/{MODEL}",
+            "contents": TOKYO,
+            "systemInstruction": {"parts": [{"text": "Be brief."}]},
+            "tools": [{"functionDeclarations": [CLOCK_WIRE]}],
+        },
+    }
+    assert wire.validate_count(body, MODEL) == []
+
+
+async def test_count_tokens_sends_the_conversation_as_a_request_would(wire, adapter):
+    # given: a tool loop begun on another provider, sent for real first
+    history = [
+        Message.user("UTC?"),
+        Message(role="assistant", content=[ToolCallBlock(id="call_1", name="clock__now", arguments={"tz": "UTC"})]),
+        Message(role="tool", content=[ToolResultBlock(tool_call_id="call_1", name="clock__now", content="12:00")]),
+    ]
+    wire.push(Turn(text="Noon."))
+    await adapter.complete(messages=history, model=MODEL, tools=[CLOCK], system="Be brief.")
+
+    # when
+    count = await adapter.count_tokens(messages=history, model=MODEL, tools=[CLOCK], system="Be brief.")
+
+    # then
+    sent, counted = (request.json for request in wire.requests)
+    full = counted["generateContentRequest"]
+    assert full["contents"] == sent["contents"]
+    assert full["tools"] == sent["tools"]
+    assert full["systemInstruction"]["parts"] == sent["systemInstruction"]["parts"]
+    assert count == TokenCount(input_tokens=count_tokens_of(counted), estimated=False)
+
+
+async def test_count_tokens_retries_a_rate_limit_then_counts(wire, adapter):
+    wire.push(Fail(429, "Resource has been exhausted (e.g. check quota).", retry_after=0.05))
+
+    count = await adapter.count_tokens(messages=[Message.user("one two three")], model=MODEL)
+
+    assert count == TokenCount(input_tokens=3, estimated=False)
+    assert len(wire.requests_to(":countTokens")) == 2
+
+
+async def test_count_tokens_errors_map_like_any_call(wire, adapter):
+    orphan = [
+        Message.user("Hi"),
+        Message(role="tool", content=[ToolResultBlock(tool_call_id="call_x", name="clock__now", content="12:00")]),
+    ]
+
+    with pytest.raises(ProviderBadRequest) as bad:
+        await adapter.count_tokens(messages=orphan, model=MODEL)
+    with pytest.raises(ProviderBadRequest) as empty:
+        await adapter.count_tokens(messages=[Message.user("")], model=MODEL)
+    wire.push(Fail(401, "API key not valid. Please pass a valid API key."))
+    with pytest.raises(ProviderAuthenticationError) as refused:
+        await adapter.count_tokens(messages=[Message.user("Hi")], model=MODEL)
+    with pytest.raises(ProviderNotConfigured):
+        await make_adapter(wire.url, api_key=None).count_tokens(messages=[Message.user("Hi")], model=MODEL)
+
+    assert bad.value.status == 400
+    assert "a function response turn must come immediately after a model turn" in bad.value.message
+    assert empty.value.message == "Nothing to count: the messages hold no content."
+    assert (refused.value.status, refused.value.message) == (401, "API key not valid. Please pass a valid API key.")
+    assert len(wire.requests) == 2  # neither the empty prompt nor the keyless adapter made a request
 
 
 # --- thinking and thought signatures ------------------------------------------------------

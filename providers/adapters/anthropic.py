@@ -20,6 +20,7 @@ from ..base import (
     PriceSource,
     ProviderAdapter,
     ProviderConfig,
+    TokenCount,
     parse_arguments,
     retry_after_seconds,
 )
@@ -51,6 +52,7 @@ from ..types import (
     ToolCallEvent,
     ToolChoice,
     ToolResultBlock,
+    ToolSpec,
     Usage,
     UsageEvent,
 )
@@ -280,14 +282,7 @@ class AnthropicAdapter(ProviderAdapter):
         if request.system:
             params["system"] = request.system
         if request.tools:
-            params["tools"] = [
-                {
-                    "name": spec.name,
-                    **({"description": spec.description} if spec.description else {}),
-                    "input_schema": tool_schema_for(self.schema_dialect, spec.input_schema),
-                }
-                for spec in request.tools
-            ]
+            params["tools"] = self._wire_tools(request.tools)
             if options.tool_choice is not None:
                 params["tool_choice"] = _tool_choice(options.tool_choice)
         if options.stop:
@@ -305,7 +300,35 @@ class AnthropicAdapter(ProviderAdapter):
         params["max_tokens"] = max_tokens or DEFAULT_MAX_TOKENS
         return params
 
+    def _wire_tools(self, tools: list[ToolSpec]) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": spec.name,
+                **({"description": spec.description} if spec.description else {}),
+                "input_schema": tool_schema_for(self.schema_dialect, spec.input_schema),
+            }
+            for spec in tools
+        ]
+
     # --- the calls ---------------------------------------------------------------------
+
+    async def count_tokens(
+        self,
+        *,
+        messages: list[Message],
+        model: str,
+        tools: list[ToolSpec] | None = None,
+        system: str | None = None,
+    ) -> TokenCount:
+        """Anthropic's own count (``messages.count_tokens``) of the prompt as a request here would send it."""
+        self._ensure_configured()
+        params: dict[str, Any] = {"model": model, "messages": wire_messages(messages)}
+        if system:
+            params["system"] = system
+        if tools:
+            params["tools"] = self._wire_tools(tools)
+        counted = await self._with_retries(lambda: self.client.messages.count_tokens(**params))
+        return TokenCount(input_tokens=counted.input_tokens, estimated=False)
 
     async def _stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         builder = MessageBuilder()

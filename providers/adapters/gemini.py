@@ -23,6 +23,7 @@ from ..base import (
     PriceSource,
     ProviderAdapter,
     ProviderConfig,
+    TokenCount,
     image_placeholder,
     new_tool_call_id,
     parse_arguments,
@@ -172,6 +173,45 @@ class GeminiAdapter(ProviderAdapter):
             raw_reason=finish.raw_reason,
             model=finish.model,
         )
+
+    async def count_tokens(
+        self,
+        *,
+        messages: list[Message],
+        model: str,
+        tools: list[ToolSpec] | None = None,
+        system: str | None = None,
+    ) -> TokenCount:
+        """Gemini's own count (``models.count_tokens``) of the prompt as a request here would send it.
+
+        On the Gemini Developer API the SDK refuses a system instruction or tools in CountTokensConfig, but the
+        endpoint counts them inside a ``generateContentRequest``; that goes in the body as the SDK's
+        ``extra_body``. The top-level ``contents`` the SDK insists on are then ignored by the API.
+        """
+        self._ensure_configured()
+        response = await self._with_retries(lambda: self._count_tokens(messages, model, tools or [], system))
+        return TokenCount(input_tokens=response.total_tokens or 0, estimated=False)
+
+    async def _count_tokens(
+        self, messages: list[Message], model: str, tools: list[ToolSpec], system: str | None
+    ) -> gt.CountTokensResponse:
+        contents = to_contents(messages)
+        if not contents:
+            raise ProviderBadRequest("Nothing to count: the messages hold no content.", provider=self.config.name)
+        config: gt.CountTokensConfig | None = None
+        if system or tools:
+            # The same contents, system instruction and function declarations generation_config sends.
+            full: dict[str, Any] = {
+                "model": _model_resource(model),
+                "contents": [_wire_json(content) for content in contents],
+            }
+            if system:
+                full["systemInstruction"] = {"parts": [{"text": system}]}
+            if tools:
+                declarations = gt.Tool(function_declarations=[_declaration(spec) for spec in tools])
+                full["tools"] = [_wire_json(declarations)]
+            config = gt.CountTokensConfig(http_options=gt.HttpOptions(extra_body={"generateContentRequest": full}))
+        return await self.client.aio.models.count_tokens(model=model, contents=contents, config=config)
 
     async def _list_models(self) -> list[ModelInfo]:
         models: list[ModelInfo] = []
@@ -360,6 +400,15 @@ def generation_config(request: ChatRequest) -> gt.GenerateContentConfig:
         automatic_function_calling=gt.AutomaticFunctionCallingConfig(disable=True),
         automatic_continuation=False,
     )
+
+
+def _model_resource(model: str) -> str:
+    return model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+
+
+def _wire_json(value: pydantic.BaseModel) -> Any:
+    # The SDK's models dump to the API's JSON: lowerCamelCase names, bytes as base64.
+    return value.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def _declaration(spec: ToolSpec) -> gt.FunctionDeclaration:

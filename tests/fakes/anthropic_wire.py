@@ -1,9 +1,10 @@
 """A local Anthropic Messages API: scripted replies as JSON or SSE, and the real API's request rules.
 
 Routes: ``POST /v1/messages`` (JSON, or SSE with ``event:`` lines when the body
-says ``stream: true``) and ``GET /v1/models`` (cursor-paginated). Every message
-request is validated like the real API does; an invalid one gets a 400
-``invalid_request_error`` and does not consume a scripted reply.
+says ``stream: true``), ``POST /v1/messages/count_tokens`` and ``GET /v1/models``
+(cursor-paginated). Every message request is validated like the real API does;
+an invalid one gets a 400 ``invalid_request_error`` and does not consume a
+scripted reply. A count is ``count_tokens_of(body)``: the words of the prompt.
 
 A ``Turn``'s ``input_tokens`` is the whole prompt, cached tokens included; on
 this wire ``input_tokens`` excludes them, so the fake subtracts ``cached_tokens``
@@ -63,6 +64,22 @@ REQUEST_FIELDS = {
     "context_management",
     "mcp_servers",
 }
+# count_tokens takes the prompt-shaping fields of a Messages request, but no max_tokens, stream or sampling.
+COUNT_FIELDS = {
+    "model",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "output_config",
+    "cache_control",
+    "speed",
+    "context_management",
+    "mcp_servers",
+}
+# Keys whose values are structure, not prompt text: they add no words to a count.
+_UNCOUNTED_KEYS = {"type", "role"}
 BLOCK_FIELDS = {
     "text": {"type", "text", "cache_control", "citations"},
     "image": {"type", "source", "cache_control"},
@@ -124,6 +141,22 @@ def signature_for(thinking: str) -> str:
     return "sig_" + hashlib.sha256(thinking.encode()).hexdigest()[:24]
 
 
+def _words(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, list):
+        return sum(_words(item) for item in value)
+    if isinstance(value, dict):
+        return sum(_words(item) for key, item in value.items() if key not in _UNCOUNTED_KEYS)
+    return 0
+
+
+def count_tokens_of(body: dict[str, Any]) -> int:
+    """This fake's token count of a prompt: the whitespace-separated words of every string in its system, messages
+    and tools, except ``type`` and ``role`` values. Deterministic, so tests can work it out by hand."""
+    return sum(_words(body.get(name)) for name in ("system", "messages", "tools"))
+
+
 def error_body(status: int, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": ERROR_TYPES.get(status, "api_error"), "message": message}}
 
@@ -151,6 +184,7 @@ class AnthropicWire(WireServer):
         super().__init__()
         self.models: list[dict[str, Any]] = [dict(model) for model in DEFAULT_MODELS]
         self.add_route("POST", "/v1/messages", self._messages)
+        self.add_route("POST", "/v1/messages/count_tokens", self._count_tokens)
         self.add_route("GET", "/v1/models", self._list_models)
 
     def reset(self) -> None:
@@ -175,6 +209,20 @@ class AnthropicWire(WireServer):
         if body.get("stream"):
             return StreamReply(200, "text/event-stream", self._sse(reply, body["model"]), self._headers())
         return JsonReply(200, self._message(reply, body["model"]), self._headers())
+
+    def _count_tokens(self, request: Recorded, _match: re.Match[str]) -> Reply:
+        if problem := self._auth_problem(request):
+            return problem
+        try:
+            body = request.json
+        except ValueError as exc:
+            return self._error(400, f"There was an error parsing the body: {exc}")
+        problems = self.validate_count(body)
+        if problems:
+            return self._error(400, "; ".join(problems))
+        if fail := self._pop_fail():
+            return self._fail(fail)
+        return JsonReply(200, {"input_tokens": count_tokens_of(body)}, self._headers())
 
     def _list_models(self, request: Recorded, _match: re.Match[str]) -> Reply:
         if problem := self._auth_problem(request):
@@ -216,6 +264,25 @@ class AnthropicWire(WireServer):
             max_tokens = None
         problems += self._validate_system(body.get("system"))
         problems += self._validate_sampling(body, max_tokens)
+        problems += self._validate_tools(body.get("tools"))
+        problems += self._validate_tool_choice(body)
+        problems += self._validate_output_config(body.get("output_config"))
+        problems += self._validate_messages(body.get("messages"), thinking_on=self._thinking_on(body))
+        return problems
+
+    def validate_count(self, body: Any) -> list[str]:
+        """What the real count_tokens endpoint would reject in this request body; empty when it is valid."""
+        if not isinstance(body, dict):
+            return ["The request body must be a JSON object."]
+        problems = [f"{name}: Extra inputs are not permitted" for name in body if name not in COUNT_FIELDS]
+        if not isinstance(body.get("model"), str) or not body["model"]:
+            problems.append("model: Field required")
+        thinking = body.get("thinking")
+        if thinking is not None and (
+            not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled", "adaptive")
+        ):
+            problems.append("thinking: type must be one of 'enabled', 'disabled', 'adaptive'")
+        problems += self._validate_system(body.get("system"))
         problems += self._validate_tools(body.get("tools"))
         problems += self._validate_tool_choice(body)
         problems += self._validate_output_config(body.get("output_config"))

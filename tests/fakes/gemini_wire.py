@@ -1,10 +1,11 @@
 """A local server speaking the Gemini API (``/v1``) wire protocol, for tests.
 
 Serves ``generateContent`` (JSON), ``streamGenerateContent`` (SSE with
-``alt=sse``, a JSON array without) and the models list; renders scripted
-``Turn`` / ``Fail`` replies in Gemini's own format; and validates every
+``alt=sse``, a JSON array without), ``countTokens`` and the models list; renders
+scripted ``Turn`` / ``Fail`` replies in Gemini's own format; and validates every
 generate request the way the real API does, answering an invalid one with 400
-INVALID_ARGUMENT without consuming a scripted reply.
+INVALID_ARGUMENT without consuming a scripted reply. A count is
+``count_tokens_of(body)``: the words of the prompt.
 """
 
 import base64
@@ -101,6 +102,9 @@ _GENERATION_FIELDS = {
     "imageConfig",
     "mediaResolution",
 }
+_COUNT_FIELDS = {"contents", "generateContentRequest"}
+# Keys whose values are structure or opaque data, not prompt text: they add no words to a count.
+_UNCOUNTED_KEYS = {"role", "type", "thoughtSignature", "thought_signature"}
 _THINKING_FIELDS = {"thinkingBudget", "includeThoughts", "thinkingLevel"}
 _SCHEMA_FIELDS = {
     "type",
@@ -140,6 +144,28 @@ def fields(obj: dict[str, Any]) -> dict[str, Any]:
     return {camel(key): value for key, value in obj.items()}
 
 
+def _words(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, list):
+        return sum(_words(item) for item in value)
+    if isinstance(value, dict):
+        return sum(_words(item) for key, item in value.items() if key not in _UNCOUNTED_KEYS)
+    return 0
+
+
+def count_tokens_of(body: dict[str, Any]) -> int:
+    """This fake's count of a countTokens request: the whitespace-separated words of every string in what it counts,
+    except role, type and thought-signature values. With a ``generateContentRequest`` that is its contents, system
+    instruction and tools (the top-level ``contents`` are then ignored, as the API documents); else ``contents``.
+    """
+    request = fields(body)
+    if "generateContentRequest" in request:
+        full = fields(request["generateContentRequest"])
+        return sum(_words(full.get(name)) for name in ("contents", "systemInstruction", "tools"))
+    return _words(request.get("contents"))
+
+
 def thought_signature(seed: str) -> str:
     """The (deterministic) base64 thought signature this fake attaches to a part; tests compute it too."""
     return base64.b64encode(f"sig:{seed}".encode()).decode("ascii")
@@ -154,6 +180,7 @@ class GeminiWire(WireServer):
         prefix = f"/{API_VERSION}/models"
         self.add_route("POST", rf"{prefix}/(?P<model>[^/:]+):generateContent", self._generate)
         self.add_route("POST", rf"{prefix}/(?P<model>[^/:]+):streamGenerateContent", self._stream_generate)
+        self.add_route("POST", rf"{prefix}/(?P<model>[^/:]+):countTokens", self._count_tokens)
         self.add_route("GET", prefix, self._list_models)
 
     def reset(self) -> None:
@@ -185,15 +212,27 @@ class GeminiWire(WireServer):
             return JsonReply(200, chunks)
         return StreamReply(200, "text/event-stream", [sse(None, chunk) for chunk in chunks])
 
+    def _count_tokens(self, request: Recorded, match: re.Match[str]) -> Reply:
+        if not request.headers.get("x-goog-api-key"):
+            return error_reply(403, "Method doesn't allow unregistered callers.")
+        try:
+            body = request.json
+        except ValueError as exc:
+            return error_reply(400, f"Invalid JSON payload received. {exc}")
+        problems = self.validate_count(body, match["model"])
+        if problems:
+            return error_reply(400, "\n".join(f"* {problem}" for problem in problems))
+        if fail := self._pop_fail():
+            return error_reply(fail.status, fail.message, fail.retry_after)
+        total = count_tokens_of(body)
+        details = [{"modality": "TEXT", "tokenCount": total}]
+        return JsonReply(200, {"totalTokens": total, "promptTokensDetails": details})
+
     def _list_models(self, request: Recorded, match: re.Match[str]) -> Reply:
         if not request.headers.get("x-goog-api-key"):
             return error_reply(403, "Method doesn't allow unregistered callers.")
         # A scripted failure applies to this endpoint too (health checks); a scripted Turn is left for chat.
-        with self._lock:
-            head = self.script[0] if self.script else None
-            if isinstance(head, Fail):
-                self.script.popleft()
-        if isinstance(head, Fail):
+        if head := self._pop_fail():
             return error_reply(head.status, head.message, head.retry_after)
         size = min(int((request.query.get("pageSize") or ["50"])[0]), self.page_size_cap)
         start = int((request.query.get("pageToken") or ["0"])[0])
@@ -201,6 +240,14 @@ class GeminiWire(WireServer):
         if start + size < len(self.models):
             body["nextPageToken"] = str(start + size)
         return JsonReply(200, body)
+
+    def _pop_fail(self) -> Fail | None:
+        with self._lock:
+            if self.script and isinstance(self.script[0], Fail):
+                fail = self.script.popleft()
+                assert isinstance(fail, Fail)
+                return fail
+        return None
 
     def _reject(self, request: Recorded) -> Reply | None:
         if not request.headers.get("x-goog-api-key"):
@@ -241,6 +288,27 @@ class GeminiWire(WireServer):
         if "toolConfig" in request:
             problems += _tool_config_problems(request["toolConfig"], request.get("tools"))
         return problems
+
+    def validate_count(self, body: Any, model: str) -> list[str]:
+        """What the real API would reject in a countTokens request body; empty when it is valid."""
+        if not isinstance(body, dict):
+            return ["CountTokensRequest: the request body must be a JSON object."]
+        request = fields(body)
+        problems = [
+            f'Invalid JSON payload received. Unknown name "{key}".' for key in request if key not in _COUNT_FIELDS
+        ]
+        if "generateContentRequest" not in request:
+            return problems + self.validate({"contents": request.get("contents")})
+        full = request["generateContentRequest"]
+        if not isinstance(full, dict):
+            return [*problems, "CountTokensRequest.generate_content_request: must be an object."]
+        full = fields(full)
+        named = full.pop("model", None)
+        if not named:
+            problems.append("CountTokensRequest.generate_content_request.model: model is not specified")
+        elif named != f"models/{model}":
+            problems.append(f"CountTokensRequest.generate_content_request.model: {named!r} is not models/{model}")
+        return problems + self.validate(full)
 
 
 # --- rendering ---------------------------------------------------------------------------
