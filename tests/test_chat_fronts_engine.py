@@ -180,3 +180,32 @@ async def test_a_new_chats_turn_streams_its_first_round_as_it_comes(user, provid
     events = [event async for event in handle.events() if event is not None]
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "0123456789"
     assert events[-1].success
+
+
+def test_a_history_with_calls_left_unanswered_or_answered_twice_is_made_whole_for_the_model():
+    from chats.services.turns.history import NO_RESULT, tool_results_paired
+
+    def call(id_):
+        return ToolCallBlock(id=id_, name="f", arguments={})
+
+    def result(id_, text="ok"):
+        return Canonical(role="tool", content=[ToolResultBlock(tool_call_id=id_, name="f", content=text)])
+
+    history = [
+        Canonical.user("go"),
+        Canonical(role="assistant", content=[call("a"), call("b")]),
+        result("a"),  # the server's call, answered here
+        result("a", "again"),  # a client's retry sent it twice
+        Canonical.user("never mind b"),  # b left unanswered
+        result("x"),  # an answer to nothing
+        Canonical(role="assistant", content=[call("c")]),
+        result("c"),
+    ]
+
+    paired = tool_results_paired(history)
+
+    assert [m.role for m in paired] == ["user", "assistant", "tool", "user", "assistant", "tool"]
+    first = paired[2].content
+    assert [(b.tool_call_id, b.content, b.is_error) for b in first] == [("a", "ok", False), ("b", NO_RESULT, True)]
+    assert [b.tool_call_id for b in paired[5].content] == ["c"]
+    assert tool_results_paired(paired) == paired  # a whole history is left as it is

@@ -762,3 +762,106 @@ def test_admin_alias_form_accepts_known_options_only(admin_client, providers):
     alias = ModelAlias.objects.get()
     assert (alias.options, [s.name for s in alias.mcp_servers.all()]) == ({"temperature": 0.2}, ["test"])
     assert "helper" in listing.content.decode()
+
+
+# --- what a review found ----------------------------------------------------------------------------------
+
+
+def test_bodies_json_cannot_store_or_parse_are_400s_not_500s(live, key):
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    deep = b'{"model": "' + MODEL.encode() + b'", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    infinite_argument = {
+        "model": MODEL,
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"n": 1e400}'}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+        ],
+    }
+
+    nested = httpx.post(f"{live}/v1/chat/completions", content=deep, headers=headers)
+    not_a_number = httpx.post(
+        f"{live}/v1/chat/completions",
+        content=b'{"model": "' + MODEL.encode() + b'", "temperature": NaN, "messages": []}',
+        headers=headers,
+    )
+    out_of_range = httpx.post(f"{live}/v1/chat/completions", json=infinite_argument, headers=headers)
+
+    assert (nested.status_code, nested.json()["error"]["code"]) == (400, "invalid_json")
+    assert (not_a_number.status_code, not_a_number.json()["error"]["code"]) == (400, "invalid_json")
+    # arguments that are not a finite JSON object are kept as the model's text, never stored as Infinity
+    assert out_of_range.status_code == 200, out_of_range.text
+
+
+def test_an_unknown_model_of_a_known_provider_is_not_found_and_duplicate_tools_are_refused(live, key, providers):
+    client = _sync(live, key)
+    hi = [{"role": "user", "content": "Hi"}]
+
+    with pytest.raises(openai.NotFoundError) as unknown:
+        client.chat.completions.create(model="openai/gpt-nope", messages=hi)
+    with pytest.raises(openai.BadRequestError) as twice:
+        client.chat.completions.create(model=MODEL, messages=hi, tools=[WEATHER, WEATHER])
+    with pytest.raises(openai.BadRequestError) as long_name:
+        client.chat.completions.create(model="openai/" + "x" * 400, messages=hi)
+
+    assert (unknown.value.body["code"], unknown.value.body["param"]) == ("model_not_found", "model")
+    assert (twice.value.body["code"], twice.value.body["param"]) == ("duplicate_tool_name", "tools[1].function.name")
+    assert long_name.value.body["param"] == "model"
+    assert Chat.objects.count() == 0
+
+
+def test_a_failed_turn_is_not_retried_by_the_sdk(live, key, providers):
+    # the SDK's default: two retries of a 5xx, unless the answer says not to
+    client = openai.OpenAI(base_url=f"{live}/v1", api_key=key)
+    providers["openai"].push(*[Fail(500, "upstream broke")] * 9)
+
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}])
+
+    # the adapter's own retries of the provider (3 calls), once: the platform's answer was not retried
+    assert len(providers["openai"].requests_to("/chat/completions")) == 3
+    assert Chat.objects.count() == 1
+
+
+def test_a_client_call_beside_a_server_call_that_asks_still_reaches_the_client(providers, key):
+    stdio_test_server().save()  # wipe is destructive: it asks
+    providers["openai"].push(
+        Turn(tool_calls=[ToolCallSpec("test__wipe", {"note": "n"}), ToolCallSpec("get_weather", {"city": "Oslo"})])
+    )
+
+    with platform_process() as live:
+        waiting = _sync(live, key).chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Wipe, and the weather"}],
+            tools=[WEATHER],
+            extra_body={"mcp_servers": ["test"]},
+        )
+
+    platform = waiting.model_extra["platform"]
+    assert platform["status"] == "awaiting_approval"
+    assert [call.function.name for call in waiting.choices[0].message.tool_calls] == ["get_weather"]
+
+
+def test_an_unstored_request_does_not_wait_for_approvals_nobody_can_give(providers, key):
+    stdio_test_server().save()  # wipe is destructive: it asks
+    providers["openai"].push(
+        Turn(tool_calls=[ToolCallSpec("test__wipe", {"note": "n"})]), Turn(text="I could not wipe it.")
+    )
+
+    with platform_process() as live:
+        answer = _sync(live, key).chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Wipe"}],
+            extra_body={"mcp_servers": ["test"], "store": False},
+        )
+
+    assert answer.choices[0].message.content == "I could not wipe it."
+    (execution,) = answer.model_extra["platform"]["tool_executions"]
+    assert execution["is_error"] is True
+    assert "store: false" in execution["content"]
+    assert Chat.objects.count() == 0

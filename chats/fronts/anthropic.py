@@ -18,8 +18,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from accounts.throttling import rate_limit_check_user
 from platform_site.db import run_db
-from platform_site.exceptions import ApplicationError
+from platform_site.exceptions import REDIS_AWAY, ApplicationError
 from providers.base import TokenCount
 from providers.errors import ProviderError
 from providers.registry import adapter_for
@@ -52,11 +53,13 @@ from ..models import Message as MessageRow
 from ..services.turns import TurnHandle
 from .common import (
     TURN_ERROR_STATUS,
+    Caller,
     FrontError,
     FrontResult,
     FrontTurn,
     front_caller,
     front_turn_start,
+    json_strict,
     model_target,
     result_of,
 )
@@ -250,7 +253,7 @@ class _MessagesIn(_CountTokensIn):
 
 def _json_body(request: HttpRequest) -> dict[str, Any]:
     try:
-        body = json.loads(request.body or b"null")
+        body = json_strict(request.body or b"null")
     except RequestDataTooBig:
         raise FrontError(413, "request_too_large", "The request body is larger than MAX_REQUEST_BYTES.") from None
     except (ValueError, UnicodeDecodeError):
@@ -537,8 +540,10 @@ class ReplyBlocks:
             frames += self.close()
             for call in event.calls:
                 frames += self._start({"type": "tool_use", "id": call["id"], "name": call["name"], "input": {}})
-                self.blocks[-1]["input"] = call["arguments"]
-                frames.append(self._delta({"type": "input_json_delta", "partial_json": json.dumps(call["arguments"])}))
+                # tool_use input is an object: arguments the model sent that are not one come back empty
+                arguments = call["arguments"] if isinstance(call["arguments"], dict) else {}
+                self.blocks[-1]["input"] = arguments
+                frames.append(self._delta({"type": "input_json_delta", "partial_json": json.dumps(arguments)}))
                 frames += self.close()
         return frames
 
@@ -636,6 +641,10 @@ async def messages(request: HttpRequest) -> HttpResponse | StreamingHttpResponse
         handle, _target = await front_turn_start(caller, turn)
     except FrontError as error:
         return anthropic_error(error)
+    except REDIS_AWAY:  # what has no fallback without Redis (the busy-chat rule across workers)
+        return anthropic_error(
+            FrontError(503, "service_unavailable", "A backing service is unavailable; retry shortly.")
+        )
     message_id = _message_id()
     if stream:
         return await _streamed(handle, message_id, turn)
@@ -643,7 +652,10 @@ async def messages(request: HttpRequest) -> HttpResponse | StreamingHttpResponse
     result = result_of(events, asked, chat_id=handle.chat_id)
     failure = _turn_error(result)
     if failure is not None:
-        return anthropic_error(failure)
+        response = anthropic_error(failure)
+        # The turn ran (and stored what it brought, maybe ran tools): an SDK's automatic retry would repeat it.
+        response["x-should-retry"] = "false"
+        return response
     reply = ReplyBlocks()
     for event in events:
         reply.feed(event)
@@ -766,7 +778,9 @@ async def count_tokens(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return anthropic_error(FrontError(405, "method_not_allowed", f"{request.method} is not allowed here."))
     try:
-        await front_caller(request)
+        caller = await front_caller(request)
+        # A count may call the provider (with the platform's credentials): it counts on the caller's rate.
+        await run_db(_count_request, caller)
         body = _parse(_json_body(request), _CountTokensIn)
         conversation = _conversation(body.messages)
         tools = _tools(body.tools)
@@ -776,6 +790,13 @@ async def count_tokens(request: HttpRequest) -> HttpResponse:
     response = JsonResponse({"input_tokens": count.input_tokens, "platform": {"estimated": count.estimated}})
     response["X-Token-Count"] = "estimated" if count.estimated else "provider"
     return response
+
+
+def _count_request(caller: Caller) -> None:
+    try:
+        rate_limit_check_user(user=caller.user)
+    except ApplicationError as exc:
+        raise FrontError.from_exception(exc) from exc
 
 
 async def _count(model: str, conversation: list[Message], system: str | None, tools: list[ToolSpec]) -> TokenCount:

@@ -12,6 +12,8 @@ approvals and storage as the platform's own API. This module holds the parts bot
   which each front renders in its own error shape.
 """
 
+import json
+import math
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -25,7 +27,7 @@ from rest_framework import exceptions as drf_exceptions
 from accounts.authentication import api_key_authenticate, api_key_from_headers
 from accounts.models import ApiKey, User
 from platform_site.db import run_db
-from platform_site.exceptions import ApplicationError, NotFound
+from platform_site.exceptions import ApplicationError, NotFound, ValidationFailed
 from providers.registry import adapter_class
 from providers.selectors import provider_cached, provider_list, provider_models
 from providers.types import GenerationOptions, Message, ToolSpec
@@ -104,6 +106,29 @@ class FrontError(Exception):
         raise exc
 
 
+# --- request bodies -------------------------------------------------------------------------------------
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def json_strict(data: str | bytes) -> Any:
+    """``json.loads`` for what clients send: ValueError for NaN and Infinity (which PostgreSQL cannot store),
+    numbers too large for a float, and nesting too deep to parse."""
+    try:
+        return json.loads(data, parse_constant=_not_a_number, parse_float=_finite)
+    except RecursionError as exc:
+        raise ValueError("The JSON is nested too deeply.") from exc
+
+
 # --- who calls ------------------------------------------------------------------------------------------
 
 
@@ -152,10 +177,16 @@ def model_alias_cache_clear() -> None:
     _aliases.clear()
 
 
+MODEL_NAME_MAX = 301  # a provider's name (50), "/", a model id (250)
+ALIASES_KEPT = 1000  # names looked up (misses too) kept per process; past that the cache starts over
+
+
 def _alias_cached(name: str) -> ModelTarget | None:
     now = time.monotonic()
     entry = _aliases.get(name)
     if entry is None or now - entry[0] > settings.CONFIG_CACHE_SECONDS:
+        if len(_aliases) >= ALIASES_KEPT:
+            _aliases.clear()
         alias = (
             ModelAlias.objects.select_related("provider")
             .prefetch_related("mcp_servers")
@@ -179,6 +210,10 @@ def _alias_cached(name: str) -> ModelTarget | None:
 
 def model_target(name: str) -> ModelTarget:
     """The enabled alias called ``name``, or ``provider/model`` on an enabled provider; NotFound otherwise."""
+    if len(name) > MODEL_NAME_MAX:
+        raise ValidationFailed(
+            f"model is longer than {MODEL_NAME_MAX} characters.", code="invalid_value", details={"model": ["Too long."]}
+        )
     target = _alias_cached(name)
     if target is not None:
         return target
@@ -273,7 +308,11 @@ async def front_turn_start(caller: Caller, turn: FrontTurn) -> tuple[TurnHandle,
             user=caller.user, chat_id=turn.chat_id, request=request, api_key=caller.api_key, count_request=True
         )
         return await turn_start(prepared), target
-    except (ApplicationError, drf_exceptions.APIException) as exc:
+    except ApplicationError as exc:
+        if exc.code in ("unknown_model", "model_disabled"):  # the SDKs' NotFoundError, as for an unknown alias
+            raise FrontError(404, "model_not_found", exc.message, param="model") from exc
+        raise FrontError.from_exception(exc) from exc
+    except drf_exceptions.APIException as exc:
         raise FrontError.from_exception(exc) from exc
     except PydanticValidationError as exc:  # options the request and the alias's defaults make together
         problem = exc.errors()[0]

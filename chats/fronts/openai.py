@@ -45,7 +45,16 @@ from ..events import (
     UsageReport,
 )
 from ..services.turns import TurnHandle
-from .common import TURN_ERROR_STATUS, FrontError, FrontResult, FrontTurn, front_caller, front_result, front_turn_start
+from .common import (
+    TURN_ERROR_STATUS,
+    FrontError,
+    FrontResult,
+    FrontTurn,
+    front_caller,
+    front_result,
+    front_turn_start,
+    json_strict,
+)
 
 # OpenAI's error ``type`` by status (the SDK picks its exception class by status alone).
 ERROR_TYPES = {
@@ -105,7 +114,7 @@ def _bad(message: str, param: str | None, code: str = "invalid_value") -> FrontE
 
 def _json_body(request: HttpRequest) -> dict[str, Any]:
     try:
-        body = json.loads(request.body or b"")
+        body = json_strict(request.body or b"")
     except RequestDataTooBig:
         raise FrontError(413, "request_too_large", "The request body is too large.") from None
     except (ValueError, UnicodeDecodeError):
@@ -204,7 +213,7 @@ def _tool_calls(calls: Any, param: str) -> list[ToolCallBlock]:
         if not isinstance(arguments, str):
             raise _type_error(f"{where}.function.arguments", "a JSON string")
         try:
-            parsed = json.loads(arguments or "{}")
+            parsed = json_strict(arguments or "{}")
         except ValueError:
             parsed = None
         if isinstance(parsed, dict):
@@ -269,7 +278,7 @@ def _tools(raw: Any) -> list[ToolSpec]:
         return []
     if not isinstance(raw, list):
         raise _type_error("tools", "a list")
-    specs = []
+    specs: list[ToolSpec] = []
     for index, tool in enumerate(raw):
         where = f"tools[{index}]"
         if not isinstance(tool, dict):
@@ -286,13 +295,14 @@ def _tools(raw: Any) -> list[ToolSpec]:
         if not isinstance(description, str):
             raise _type_error(f"{where}.function.description", "a string")
         try:
-            specs.append(
-                ToolSpec(name=str(function.get("name") or ""), description=description, input_schema=parameters)
-            )
+            spec = ToolSpec(name=str(function.get("name") or ""), description=description, input_schema=parameters)
         except ValidationError:
             raise _bad(
                 "A tool name is 1 to 64 letters, digits, '_' or '-'.", f"{where}.function.name", "invalid_tool_name"
             ) from None
+        if any(other.name == spec.name for other in specs):
+            raise _bad(f"Two tools are named {spec.name!r}.", f"{where}.function.name", "duplicate_tool_name")
+        specs.append(spec)
     return specs
 
 
@@ -441,6 +451,8 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     status = result.error_status
     if status is not None and result.error is not None:
         response = openai_error(FrontError(status, result.error.code, result.error.message))
+        # The turn ran (and stored what it brought, maybe ran tools): an SDK's automatic retry would repeat it.
+        response["x-should-retry"] = "false"
     else:
         response = JsonResponse(_completion(result, completion_id, turn.model, chat_id))
     if chat_id is not None:
@@ -454,11 +466,16 @@ def _status(finish_reason: str) -> str:
     return "completed"
 
 
+def _arguments(arguments: dict[str, Any] | str) -> str:
+    """A client call's arguments as OpenAI sends them: JSON text (the model's own text when it was not JSON)."""
+    return arguments if isinstance(arguments, str) else json.dumps(arguments)
+
+
 def _tool_call(call: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": call["id"],
         "type": "function",
-        "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+        "function": {"name": call["name"], "arguments": _arguments(call["arguments"])},
     }
 
 

@@ -52,10 +52,13 @@ class Verdict:
     auto: bool = True  # a policy, a remembered approval or the clock decided, not a person
     by_id: int | None = None
     at: datetime | None = None
+    reason: str | None = None  # why it is refused, when the decision alone does not say
 
     @property
     def refusal(self) -> str | None:
         """The error result the model sees instead of the tool's, or None when the call runs."""
+        if self.reason is not None and self.decision != ApprovalDecision.APPROVED:
+            return self.reason
         return {
             ApprovalDecision.APPROVED: None,
             ApprovalDecision.DENIED: "The user denied this tool call."

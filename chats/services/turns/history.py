@@ -125,7 +125,7 @@ class TurnStore:
         self.message_ids.extend(row_ids)
         for row_id, message in zip(row_ids, incoming, strict=True):
             _remember(row_id, now, message)
-        return tool_results_merged([*history, *incoming]), row_ids[-1]
+        return tool_results_paired([*history, *incoming]), row_ids[-1]
 
     def _take(
         self, *, fields: dict[str, Any], now: Any, contents: list[tuple[str, list[dict[str, Any]]]]
@@ -396,16 +396,51 @@ def history_messages(keys: list[tuple[int, Any]]) -> list[Message]:
     return [message for key in keys if (message := fresh[key] if key in fresh else _parsed.get(key)) is not None]
 
 
-def tool_results_merged(history: list[Message]) -> list[Message]:
-    """``history`` with tool messages in a row made one: a round's results may come in parts (the server's
-    calls run here, the client's own come with its next request), and providers want them together."""
-    merged: list[Message] = []
+NO_RESULT = "No result: the call was not answered (the client did not send its result, or the turn stopped)."
+
+
+def tool_results_paired(history: list[Message]) -> list[Message]:
+    """``history`` as providers take it: each assistant message's tool calls answered, once each, by the tool
+    message right after it.
+
+    A round's results may come in parts (its server calls run here, a client's own come with its next
+    request): tool messages in a row become one. A call left unanswered (a client that went on without
+    sending its result, a turn stopped mid-round) gets an error result; a result given twice (a client's
+    retry) or for no call of that message is dropped. Providers refuse a history with any of these.
+    """
+    paired: list[Message] = []
     for message in history:
-        if message.role == "tool" and merged and merged[-1].role == "tool":
-            merged[-1] = Message(role="tool", content=[*merged[-1].content, *message.content])
-        else:
-            merged.append(message)
-    return merged
+        if message.role == "tool":
+            if paired and paired[-1].role == "tool":
+                paired[-1] = Message(role="tool", content=[*paired[-1].content, *message.content])
+            else:
+                paired.append(message)
+            continue
+        _answer_open_calls(paired)
+        paired.append(message)
+    _answer_open_calls(paired)
+    return paired
+
+
+def _answer_open_calls(paired: list[Message]) -> None:
+    """Make the tail of ``paired`` (an assistant message with calls, maybe then its tool message) well formed."""
+    results: list[ContentBlock] = []
+    if paired and paired[-1].role == "tool":
+        results = list(paired.pop().content)
+    asked = paired[-1].tool_calls if paired and paired[-1].role == "assistant" else []
+    if not asked:
+        if results and not paired:
+            paired.append(Message(role="tool", content=results))  # a conversation a client began with results
+        return
+    by_id: dict[str, ContentBlock] = {}
+    for block in results:
+        if isinstance(block, ToolResultBlock) and block.tool_call_id not in by_id:
+            by_id[block.tool_call_id] = block
+    answered: list[ContentBlock] = [
+        by_id.get(call.id) or ToolResultBlock(tool_call_id=call.id, name=call.name, content=NO_RESULT, is_error=True)
+        for call in asked
+    ]
+    paired.append(Message(role="tool", content=answered))
 
 
 def _remember(message_id: int, created_at: Any, message: Message) -> None:

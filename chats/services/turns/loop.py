@@ -51,13 +51,17 @@ from ...events import (
 )
 from ...models import ApprovalDecision, ToolApproval
 from .approvals import Verdict, approval_event, approval_wait, approvals_create, verdict_for
-from .history import TurnStore, chat_delete_rows, truncate
+from .history import TurnStore, chat_delete_rows, tool_results_paired, truncate
 from .interactions import TurnCall
 from .prepare import PreparedTurn
 from .progress import ProgressCallback, ProgressRelay
 from .rules import turn_owner_name, turn_register, turn_unregister
 
 logger = logging.getLogger(__name__)
+
+UNSTORED_ASKS = (
+    "This tool call needs a person's approval, which a request that is not stored (store: false) cannot wait for."
+)
 
 # Turns run as tasks of their own; keep references so they finish even when nobody listens.
 _RUNNING: set[asyncio.Task[None]] = set()
@@ -192,7 +196,7 @@ class TurnHandle:
         finish_reason, success = "error", False
         final_id: int | None = None
         lease = asyncio.ensure_future(self._keep_lease())
-        history = p.incoming()  # a new chat's, while its rows are being written
+        history = tool_results_paired(p.incoming())  # a new chat's, while its rows are being written
         begun: asyncio.Future[list[Message]] | None = None
         try:
             tools = await self._tools()
@@ -232,6 +236,9 @@ class TurnHandle:
                 for_client = [call for call in calls if call.name in client_tools]
                 if for_client:  # the round's server calls run now; the client runs its own and comes back
                     calls = [call for call in calls if call.name not in client_tools]
+                    # Announced first: a server call of the round may wait for an approval, and the client
+                    # must know its own calls' ids whatever happens to the rest of the round.
+                    self._emit(ClientToolCalls(calls=[_client_call(call) for call in for_client], round=rounds))
                 if calls:
                     results, verdicts, cancelled = await self._run_tools(calls, by_name, rounds)
                     tool_id, tool_message = await _write(
@@ -249,12 +256,6 @@ class TurnHandle:
                         finish_reason = "cancelled"
                         break
                 if for_client:
-                    self._emit(
-                        ClientToolCalls(
-                            calls=[{"id": c.id, "name": c.name, "arguments": c.arguments} for c in for_client],
-                            round=rounds,
-                        )
-                    )
                     finish_reason, success = "tool_calls", True
                     break
                 if rounds >= settings.CHAT_MAX_TOOL_ROUNDS:
@@ -284,6 +285,9 @@ class TurnHandle:
             if begun is not None:  # the turn failed in its first round: its chat's rows still go in, then free
                 with contextlib.suppress(Exception):
                     await begun
+            elif self.chat_id is None:  # it failed before its first round: the same
+                with contextlib.suppress(Exception):
+                    await self._started
             if self._held is not None:  # the chat was never stored: what happened still goes out
                 held, self._held = self._held, None
                 for event in held:
@@ -293,9 +297,10 @@ class TurnHandle:
                     await _write(self.store.release)
                 except Exception:
                     logger.exception("could not free chat %s after a turn", self.chat_id)
-            if self.prepared.ephemeral and self.chat_id is not None:  # store: false; its usage rows stay
+            unstored = self.prepared.chat.pk
+            if self.prepared.ephemeral and unstored is not None:  # store: false; its usage rows stay
                 try:
-                    await _write(chat_delete_rows, chat_id=self.chat_id)
+                    await _write(chat_delete_rows, chat_id=unstored)
                 except Exception:
                     logger.exception("could not delete the unstored chat %s after a turn", self.chat_id)
             turn_unregister(self)
@@ -436,6 +441,9 @@ class TurnHandle:
             if info is None or call.invalid_arguments is not None:
                 continue  # refused before any policy: see _call_tool
             verdict = verdict_for(info, policies=self.prepared.tool_policies, remembered=self._remembered)
+            if verdict is None and self.prepared.ephemeral:
+                # Nobody can answer for a chat that is gone when the request ends (a front's store: false).
+                verdict = Verdict(policy="ask", decision=ApprovalDecision.DENIED, reason=UNSTORED_ASKS)
             if verdict is None:
                 asking.append((call, info))
             else:
@@ -580,6 +588,12 @@ class TurnHandle:
             MessageDone(message_id=message_id, role="assistant", round=round_number, finish_reason=finish_reason)
         )
         return message_id
+
+
+def _client_call(call: ToolCallBlock) -> dict[str, Any]:
+    """A call the client runs: its arguments, or the text the model sent when that is not a JSON object."""
+    arguments: dict[str, Any] | str = call.arguments if call.invalid_arguments is None else call.invalid_arguments
+    return {"id": call.id, "name": call.name, "arguments": arguments}
 
 
 async def _write[T](fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
