@@ -33,6 +33,9 @@ class ThinkingDelta(_Event):
     type: Literal["thinking_delta"] = "thinking_delta"
     text: str
     round: int
+    # Set (and text empty) when the provider signs the thinking block just streamed (Anthropic): clients that
+    # replay the conversation (the /v1 fronts) need it; others may ignore it.
+    signature: str | None = None
 
 
 class ToolCallStarted(_Event):

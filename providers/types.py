@@ -240,6 +240,8 @@ class TextDelta(BaseModel):
 class ThinkingDelta(BaseModel):
     type: Literal["thinking_delta"] = "thinking_delta"
     text: str
+    # Anthropic's signature of the thinking block just streamed (its text empty), sent as the block ends.
+    signature: str | None = None
 
 
 class ToolCallEvent(BaseModel):

@@ -529,7 +529,8 @@ async def test_thinking_streams_and_replays_its_signature(wire: AnthropicWire):
     events = await collect(adapter, messages=[Message.user("Paris?")], tools=[WEATHER], options=options)
 
     # then
-    assert [e.text for e in events if isinstance(e, ThinkingDelta)] == [
+    deltas = [e for e in events if isinstance(e, ThinkingDelta)]
+    assert [e.text for e in deltas if e.signature is None] == [
         "The ",
         "user",
         " wan",
@@ -539,6 +540,8 @@ async def test_thinking_streams_and_replays_its_signature(wire: AnthropicWire):
         "ther",
         ".",
     ]
+    assert [e.signature for e in deltas if e.signature is not None] == [signature_for(thought)]  # as the block ends
+    assert deltas[-1].signature is not None
     thinking_block = ThinkingBlock(text=thought, signature=signature_for(thought), origin="anthropic")
     call = ToolCallBlock(id="toolu_T", name="weather__get_forecast", arguments={"city": "Paris"})
     assistant = events[-1].message

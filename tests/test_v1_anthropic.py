@@ -198,6 +198,7 @@ def test_the_raw_sse_sequence_is_anthropics(live, key, providers):
         "ping",
         "content_block_start",
         "content_block_delta",
+        "content_block_delta",  # the thinking block's signature
         "content_block_stop",
         "content_block_start",
         "content_block_delta",
@@ -723,3 +724,21 @@ def test_an_anthropic_shaped_request_is_answered_by_each_provider(live, key, pro
     assert text == f"{kind} says: warm in Rome."
     assert (second.model, second.stop_reason) == (model, "end_turn")
     assert providers[kind].requests[-1].body.count(b"warm") >= 1  # the result reached the provider
+
+
+def test_streamed_thinking_carries_its_signature_so_a_client_can_replay_it(live, key, providers):
+    providers["anthropic"].push(Turn(thinking="Rome is in Italy.", text="Warm.", chunk_size=5))
+    client = _client(live, key)
+
+    with client.messages.stream(
+        model=CLAUDE,
+        max_tokens=4096,
+        messages=[{"role": "user", "content": "Rome?"}],
+        thinking={"type": "enabled", "budget_tokens": 2048},
+        extra_body={"store": False},  # from the stream itself, not from stored rows
+    ) as stream:
+        final = stream.get_final_message()
+
+    assert [block.type for block in final.content] == ["thinking", "text"]
+    assert final.content[0].thinking == "Rome is in Italy."
+    assert final.content[0].signature == signature_for("Rome is in Italy.")

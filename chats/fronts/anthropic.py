@@ -515,6 +515,12 @@ class ReplyBlocks:
 
     def feed(self, event: Event) -> list[str]:
         frames: list[str] = []
+        if isinstance(event, ThinkingDelta) and event.signature:
+            # The thinking block just streamed is signed: the client sends it back with the signature.
+            if self._open == "thinking" and event.round == self._round:
+                self.blocks[-1]["signature"] = event.signature
+                frames.append(self._delta({"type": "signature_delta", "signature": event.signature}))
+            return frames
         if isinstance(event, TextDelta | ThinkingDelta):
             if not event.text:
                 return frames

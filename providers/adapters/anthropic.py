@@ -376,6 +376,7 @@ class AnthropicAdapter(ProviderAdapter):
                         yield ThinkingDelta(text=delta["thinking"])
                     elif delta_type == "signature_delta":
                         builder.add_thinking("", signature=delta["signature"], origin=KIND)
+                        yield ThinkingDelta(text="", signature=delta["signature"])
                     elif delta_type == "input_json_delta" and event["index"] in tool_uses:
                         tool_uses[event["index"]][2].append(delta["partial_json"])
                 elif kind == "content_block_stop":

@@ -371,9 +371,11 @@ class TurnHandle:
                     messages=history, model=p.model, tools=specs or None, system=p.system, options=options
                 )
                 message = completion.message
-                thinking = "".join(block.text for block in message.content if isinstance(block, ThinkingBlock))
-                if thinking:
-                    self._emit(ThinkingDelta(text=thinking, round=round_number))
+                for block in message.content:
+                    if isinstance(block, ThinkingBlock) and not block.redacted:
+                        self._emit(ThinkingDelta(text=block.text, round=round_number))
+                        if block.signature:
+                            self._emit(ThinkingDelta(text="", signature=block.signature, round=round_number))
                 if message.text:
                     outcome.text.append(message.text)
                     self._emit(TextDelta(text=message.text, round=round_number))
@@ -392,7 +394,7 @@ class TurnHandle:
                     outcome.text.append(event.text)
                     self._emit(TextDelta(text=event.text, round=round_number))
                 elif isinstance(event, ProviderThinkingDelta):
-                    self._emit(ThinkingDelta(text=event.text, round=round_number))
+                    self._emit(ThinkingDelta(text=event.text, signature=event.signature, round=round_number))
                 elif isinstance(event, FinishEvent):
                     outcome.finish = event
 
