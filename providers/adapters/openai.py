@@ -176,7 +176,10 @@ class OpenAIAdapter(ProviderAdapter):
         )
 
     async def _complete(self, request: ChatRequest) -> Completion:
-        response: ChatCompletion = await self.client.chat.completions.create(**self._request_body(request))
+        # As for the stream: the body is wire JSON already, so it skips ``create``'s per-message transform.
+        response: ChatCompletion = await self.client.post(
+            "/chat/completions", body=self._request_body(request), cast_to=ChatCompletion
+        )
         builder = MessageBuilder()
         raw_reason: str | None = None
         refused = False
