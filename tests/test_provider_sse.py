@@ -239,6 +239,7 @@ async def test_anthropic_stream_is_the_same_however_its_bytes_arrive(monkeypatch
     thinking = ThinkingBlock(text=THOUGHT, signature=signature_for(THOUGHT), origin="anthropic")
     assert events == [
         *[ThinkingDelta(text=piece) for piece in THOUGHT_PIECES],
+        ThinkingDelta(text="", signature=signature_for(THOUGHT)),  # as the thinking block ends
         *[TextDelta(text=piece) for piece in TEXT_PIECES],
         ToolCallEvent(call=CALL),
         UsageEvent(usage=usage),

@@ -80,7 +80,9 @@ class OpenAIWire(WireServer):
             return StreamReply(
                 200, "text/event-stream", self._chunks(reply, body["model"], include_usage), delay=self.stream_delay
             )
-        return JsonReply(200, self._completion(reply, body["model"]))
+        # A whole reply takes as long as its stream would (stream_delay a piece): turns overlap either way.
+        delay = self.stream_delay * len(self._chunks(reply, body["model"], False)) if self.stream_delay else 0.0
+        return JsonReply(200, self._completion(reply, body["model"]), delay=delay)
 
     def _models(self, request: Recorded, _: re.Match[str]) -> Reply:
         if not _has_key(request):

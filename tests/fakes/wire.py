@@ -38,6 +38,7 @@ class JsonReply:
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before the reply is written (a model that takes its time)
 
 
 @dataclass
@@ -168,6 +169,8 @@ class WireServer:
 
             def _write(self, reply: Reply) -> None:
                 if isinstance(reply, JsonReply):
+                    if reply.delay:
+                        time.sleep(reply.delay)
                     payload = json.dumps(reply.body).encode()
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "application/json")
