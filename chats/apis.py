@@ -185,7 +185,12 @@ class MessageOutputSerializer(serializers.Serializer):
     model = serializers.CharField()
     input_tokens = serializers.IntegerField()
     output_tokens = serializers.IntegerField()
-    finish_reason = serializers.CharField()
+    finish_reason = serializers.CharField(
+        help_text="end, tool_calls, length, refused; error, cancelled or round_limit for a reply cut short."
+    )
+    cost = serializers.DecimalField(max_digits=14, decimal_places=8, help_text="What this reply cost, in USD.")
+    error_code = serializers.CharField(help_text="A failed reply (finish_reason error): the error's code; else empty.")
+    error_message = serializers.CharField(help_text="A failed reply: why it failed, as shown live; else empty.")
     tool_executions = ToolExecutionOutputSerializer(many=True)
     created_at = serializers.DateTimeField()
 

@@ -6,6 +6,7 @@ Provider and model are stored as names on messages: history outlives config rows
 """
 
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.validators import RegexValidator
@@ -64,6 +65,11 @@ class Message(models.Model):
     # Why an assistant message ended: end, tool_calls, length, refused, or error / cancelled / round_limit
     # for a turn cut short (its text is then partial).
     finish_reason = models.CharField(max_length=20, blank=True)
+    # What the assistant message cost (its UsageRecord's), so a reloaded chat shows what the live one did.
+    cost = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal("0"))
+    # A turn that failed: why (the error event's code and message), shown after a reload as it was live.
+    error_code = models.CharField(max_length=100, blank=True)
+    error_message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

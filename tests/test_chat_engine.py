@@ -182,7 +182,7 @@ def test_provider_failure_keeps_history_and_ends_cleanly(api, user, providers):
     assert body["success"] is False
     assert body["error"]["code"] == "provider_unavailable"
     assert "on fire" in body["error"]["message"]
-    assert _roles(chat) == ["user"]  # the user's message is never lost
+    assert _roles(chat) == ["user", "assistant"]  # the user's message is never lost; the failure is stored
 
 
 @pytest.mark.django_db

@@ -172,7 +172,9 @@ def test_provider_failure_mid_turn_keeps_everything_before_it(api, user, provide
     body = response.json()
     assert body["error"]["code"] == "provider_unavailable"
     assert body["tool_executions"][0]["content"] == "one"
-    assert [role for role, _ in _history(chat)] == ["user", "assistant", "tool"]
+    # the failed round is stored too, as a reply with no content: failed, with its reason
+    assert [role for role, _ in _history(chat)] == ["user", "assistant", "tool", "assistant"]
+    assert _history(chat)[-1][1] == []
 
 
 def test_hot_swap_replays_tool_history_on_another_provider(api, user, providers, test_server):

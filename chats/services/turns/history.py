@@ -215,6 +215,9 @@ class TurnStore:
             "input_tokens": 0,
             "output_tokens": 0,
             "finish_reason": "",
+            "cost": Decimal(0),
+            "error_code": "",
+            "error_message": "",
             "created_at": now,
         }
         values.update(fields)
@@ -260,6 +263,7 @@ class TurnStore:
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
                 finish_reason=finish.reason,
+                cost=cost,
             ),
             usage_record_statement(
                 user_id=p.user.pk,
@@ -330,11 +334,17 @@ class TurnStore:
         self._committed(row_id, now, message)
         return row_id, message
 
-    def store_note(self, text: str, *, finish_reason: str, last: bool = True) -> int:
-        """An assistant message the model did not finish (partial text, a cancel, the round limit)."""
+    def store_note(
+        self, text: str, *, finish_reason: str, last: bool = True, error_code: str = "", error_message: str = ""
+    ) -> int:
+        """An assistant message the model did not finish (partial text, a cancel, the round limit, a failure).
+
+        A failure may have no text at all: its row then has no content, which keeps it out of what a model
+        is sent (``_canonical``), while the page shows it as failed with ``error_message``.
+        """
         p = self.prepared
         now = timezone.now()
-        blocks: list[ContentBlock] = [TextBlock(text=text)]
+        blocks: list[ContentBlock] = [TextBlock(text=text)] if text else []
         statements = [
             self._message(
                 role=Role.ASSISTANT,
@@ -343,6 +353,8 @@ class TurnStore:
                 provider=p.provider.name,
                 model=p.model,
                 finish_reason=finish_reason,
+                error_code=error_code[:100],
+                error_message=error_message,
             )
         ]
         if last:
@@ -410,6 +422,8 @@ def tool_results_paired(history: list[Message]) -> list[Message]:
     """
     paired: list[Message] = []
     for message in history:
+        if message.role == "assistant" and not message.content:
+            continue  # a failed reply with nothing in it: providers refuse an empty message
         if message.role == "tool":
             if paired and paired[-1].role == "tool":
                 paired[-1] = Message(role="tool", content=[*paired[-1].content, *message.content])

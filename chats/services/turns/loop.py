@@ -223,10 +223,20 @@ class TurnHandle:
                 if outcome.error is not None or outcome.cancelled or outcome.finish is None:
                     finish_reason = "cancelled" if outcome.cancelled else "error"
                     text = "".join(outcome.text)
-                    if text:  # keep what a failed or cancelled round produced; its tool calls never ran
-                        final_id = await self._store_note(text, finish_reason, rounds)
-                    if outcome.error is not None:
-                        self._emit(ErrorEvent(code=outcome.error.code, message=str(outcome.error)))
+                    error = outcome.error
+                    # Keep what a failed or cancelled round produced (its tool calls never ran), and always a
+                    # failure with its reason: a reloaded chat shows the reply failed, and why. A row with no
+                    # content is never sent to a model (see history).
+                    if text or error is not None:
+                        final_id = await self._store_note(
+                            text,
+                            finish_reason,
+                            rounds,
+                            error_code=error.code if error is not None else "",
+                            error_message=str(error) if error is not None else "",
+                        )
+                    if error is not None:
+                        self._emit(ErrorEvent(code=error.code, message=str(error)))
                     break
                 calls = outcome.finish.message.tool_calls
                 final_id = await self._store_assistant(outcome, rounds, last=not calls)
@@ -573,7 +583,7 @@ class TurnHandle:
             UsageReport(
                 round=round_number,
                 provider=p.provider.name,
-                model=p.model,
+                model=finish.model or p.model,  # as the message is stored, so the page shows the same after a reload
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
                 cached_tokens=usage.cache_read_tokens,
@@ -584,8 +594,16 @@ class TurnHandle:
         )
         return message_id
 
-    async def _store_note(self, text: str, finish_reason: str, round_number: int) -> int:
-        message_id = await _write(self.store.store_note, text, finish_reason=finish_reason)
+    async def _store_note(
+        self, text: str, finish_reason: str, round_number: int, *, error_code: str = "", error_message: str = ""
+    ) -> int:
+        message_id = await _write(
+            self.store.store_note,
+            text,
+            finish_reason=finish_reason,
+            error_code=error_code,
+            error_message=error_message,
+        )
         self._emit(
             MessageDone(message_id=message_id, role="assistant", round=round_number, finish_reason=finish_reason)
         )

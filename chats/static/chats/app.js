@@ -4,7 +4,8 @@ import DOMPurify from "./vendor/dompurify-3.4.18.es.mjs";
 
 const $ = (selector) => document.querySelector(selector);
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
-const state = { chats: [], chat: null, socket: null, turn: null, providers: [], servers: [] };
+// A message sent is `pending` until the server says its turn started; `turn` is the turn the server runs.
+const state = { chats: [], chat: null, socket: null, pending: null, turn: null, providers: [], servers: [] };
 
 async function api(path, options = {}) {
   const response = await fetch(path, {
@@ -14,7 +15,12 @@ async function api(path, options = {}) {
   });
   if (response.status === 204) return null;
   const body = await response.json();
-  if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
+  if (!response.ok) {
+    const error = new Error(body.error ? body.error.message : response.statusText);
+    error.status = response.status;
+    error.code = body.error ? body.error.code : "";
+    throw error;
+  }
   return body;
 }
 
@@ -133,6 +139,7 @@ async function deleteChat(chat) {
 async function openChat(id) {
   state.chat = state.chats.find((c) => c.id === id) || (await api(`/api/chats/${id}`));
   location.hash = `chat-${id}`;
+  state.turn = state.pending = null;  // another chat's; this chat's own running turn is announced by `ready`
   renderChatList();
   applyChatDefaults();
   await loadHistory();
@@ -151,11 +158,15 @@ async function loadHistory() {
     messages.push(...body.results);
     page = body.next;
   }
-  for (const message of messages) renderStoredMessage(message);
+  let asked = "";  // the user's words a failed reply answered: its Retry sends them again
+  for (const message of messages) {
+    if (message.role === "user") asked = textOf(message.content.slice(0, 1));
+    renderStoredMessage(message, asked);
+  }
   scrollDown();
 }
 
-function renderStoredMessage(message) {
+function renderStoredMessage(message, asked = "") {
   const box = $("#messages");
   if (message.role === "user") {
     box.append(storedUserBubble(message.content));
@@ -165,11 +176,10 @@ function renderStoredMessage(message) {
       const bubble = element("div", "msg assistant");
       bubble.innerHTML = markdown(text);
       if (["error", "cancelled"].includes(message.finish_reason)) bubble.classList.add("partial");
-      if (message.input_tokens || message.output_tokens) {
-        bubble.append(element("div", "usage", `${message.provider} · ${message.model} · ${message.input_tokens} in / ${message.output_tokens} out tokens`));
-      }
+      if (hasUsage(message)) bubble.append(usageLine(message));
       box.append(bubble);
     }
+    if (message.finish_reason === "error") box.append(failedReply(message.error_message || "the reply did not finish.", asked));
     const executions = new Map(message.tool_executions.map((e) => [e.tool_call_id, e]));
     for (const block of message.content.filter((b) => b.type === "tool_call")) {
       const card = toolCard(block.id, block.name, "", block.arguments);
@@ -178,6 +188,31 @@ function renderStoredMessage(message) {
       box.append(card);
     }
   }
+}
+
+// The usage line of one reply, the same live (from its `usage` frame) and after a reload (from the stored message).
+const hasUsage = (u) => Boolean(u.input_tokens || u.output_tokens || Number(u.cost));
+function usageLine(u) {
+  const parts = [u.provider, u.model, `${u.input_tokens} in / ${u.output_tokens} out tokens`, `$${Number(u.cost || 0).toFixed(6)}`];
+  return element("div", "usage", parts.filter(Boolean).join(" · "));
+}
+
+// A reply that failed: why, and a Retry that sends the user's message again (live and after a reload alike).
+function failedReply(reason, asked) {
+  const box = element("div", "msg failed");
+  box.setAttribute("role", "alert");
+  box.append(element("span", "failed-reason", `Reply failed: ${reason}`));
+  if (asked) {
+    const retry = element("button", "retry", "Retry");
+    retry.type = "button";
+    retry.addEventListener("click", () => {
+      if (state.pending || state.turn) return;
+      $("#input").value = asked;
+      send();
+    });
+    box.append(retry);
+  }
+  return box;
 }
 
 const textOf = (content) => content.filter((b) => b.type === "text").map((b) => b.text).join("");
@@ -456,17 +491,23 @@ function renderLater(bubble) {
   renderPending = bubble;
   requestAnimationFrame(() => {
     if (renderPending) {
-      renderPending.node.innerHTML = markdown(renderPending.text);
+      paintBubble(renderPending);
       renderPending = null;
       scrollDown();
     }
   });
 }
 
+function paintBubble(bubble) {
+  bubble.node.innerHTML = markdown(bubble.text);
+  if (bubble.usage) bubble.node.append(usageLine(bubble.usage));
+}
+
 function handle(event) {
   switch (event.type) {
     case "ready":
       if (event.turn_in_progress && !state.turn) startTurnUi();
+      else if (!event.turn_in_progress && (state.turn || state.pending)) turnLost();
       for (const asked of event.pending_approvals || []) askApproval(asked);
       for (const asked of event.pending_elicitations || []) askElicitation(asked);
       break;
@@ -515,17 +556,27 @@ function handle(event) {
       if (card && card.classList.contains("running")) showProgress(card, event);
       break;
     }
-    case "usage":
-      if (state.turn) {
-        state.turn.usage.input += event.input_tokens;
-        state.turn.usage.output += event.output_tokens;
+    case "usage": {
+      // Each round's reply carries its own line, as its stored message does after a reload.
+      const bubble = state.turn && state.turn.bubbles[event.round];
+      if (bubble && hasUsage(event)) {
+        bubble.usage = event;
+        paintBubble(bubble);
       }
       break;
+    }
     case "error":
       if (event.code === "invalid_elicitation_content" && elicitationRefused(event)) break;
-      $("#messages").append(element("div", "notice", event.message));
-      scrollDown();
-      if (!state.turn) enableComposer(true);
+      if (state.pending && !state.turn) refused(event);
+      else if (state.turn && !("details" in event) && event.code !== "tool_round_limit") {
+        // The turn's own error (a frame's error always has `details`): the reply failed.
+        $("#messages").append(failedReply(event.message, state.turn.asked));
+        scrollDown();
+      } else {
+        $("#messages").append(element("div", "notice", event.message));
+        scrollDown();
+        enableComposer(true);
+      }
       break;
     case "turn_done":
       finishTurnUi(event);
@@ -534,10 +585,87 @@ function handle(event) {
 }
 
 function startTurnUi() {
-  state.turn = { bubbles: {}, cards: {}, usage: { input: 0, output: 0 } };
+  const pending = state.pending;
+  state.pending = null;
+  if (pending) pending.bubble.classList.remove("pending");
+  state.turn = { bubbles: {}, cards: {}, asked: pending ? pending.text : "" };
   $("#send").disabled = true;
   $("#stop").hidden = false;
   setStatus("Writing…");
+}
+
+// The server refused the message before any turn began (a rate limit, no model, invalid input): the message
+// goes back into the box, Send works again, and the reason shows with a Retry (when waiting helps, after it).
+function refused(event) {
+  const pending = restorePending();
+  const notice = element("div", "notice error-notice");
+  notice.setAttribute("role", "alert");
+  const wait = Math.ceil(Number(event.retry_after) || 0);
+  notice.append(element("span", "", `Not sent: ${event.message}${wait ? ` ${whenToRetry(wait)}` : ""}`));
+  // A Retry where it can help: not for input the server will refuse again, nor for a wait of hours (a budget).
+  const hopeless = ["invalid", "empty_message", "frame_too_large", "invalid_json"].includes(event.code) || wait > 3600;
+  if (pending && !hopeless) {
+    const retry = element("button", "retry", "Retry");
+    retry.type = "button";
+    if (wait) {
+      retry.disabled = true;
+      setTimeout(() => { retry.disabled = false; }, wait * 1000);
+    }
+    retry.addEventListener("click", () => { notice.remove(); send(); });
+    notice.append(retry);
+  }
+  $("#messages").append(notice);
+  setStatus("");
+  scrollDown();
+}
+
+function whenToRetry(seconds) {
+  if (seconds < 90) return `Try again in ${seconds} s.`;
+  if (seconds <= 3600) return `Try again in ${Math.ceil(seconds / 60)} min.`;
+  const at = new Date(Date.now() + seconds * 1000);
+  return `Try again after ${seconds < 86400 ? at.toLocaleTimeString() : at.toLocaleDateString()}.`;
+}
+
+// Takes back the message waiting for its turn: its bubble goes, its text and attachments return to the composer.
+function restorePending() {
+  const pending = state.pending;
+  state.pending = null;
+  if (pending) {
+    pending.bubble.remove();
+    if (!$("#input").value.trim()) $("#input").value = pending.text;
+    if (pending.attached.length) {
+      attachments().push(...pending.attached);
+      renderAttachments();
+    }
+  }
+  $("#stop").hidden = true;
+  enableComposer(Boolean(state.socket && state.socket.readyState === WebSocket.OPEN));
+  return pending;
+}
+
+// The page thought a turn was running but the server has none (it ended while the socket was away, or a Stop
+// found nothing to stop): the page is reset to what is stored.
+async function turnLost() {
+  if (state.pending) restorePending();
+  state.turn = null;
+  renderPending = null;
+  $("#stop").hidden = true;
+  setStatus("");
+  enableComposer(Boolean(state.socket && state.socket.readyState === WebSocket.OPEN));
+  if (state.chat) await loadHistory();
+}
+
+async function stop() {
+  if (!state.turn) {
+    if (state.pending) restorePending();
+    return;
+  }
+  try {
+    await api(`/api/chats/${state.chat.id}/cancel`, { method: "POST" });
+  } catch (error) {
+    if (error.status === 409) await turnLost();  // no turn to stop
+    else setStatus(error.message);
+  }
 }
 
 function finishTurnUi(done) {
@@ -545,9 +673,8 @@ function finishTurnUi(done) {
   const rounds = Object.keys(state.turn ? state.turn.bubbles : {}).map(Number);
   const last = rounds.length ? state.turn.bubbles[Math.max(...rounds)] : null;
   if (last) {
-    last.node.innerHTML = markdown(last.text);
+    paintBubble(last);
     if (!done.success) last.node.classList.add("partial");
-    last.node.append(element("div", "usage", `${done.input_tokens} in / ${done.output_tokens} out tokens · $${Number(done.cost).toFixed(6)}`));
   }
   state.turn = null;
   $("#stop").hidden = true;
@@ -565,7 +692,7 @@ async function refreshTitle() {
 
 function send() {
   const text = $("#input").value;
-  if (!text.trim() || !state.socket || state.socket.readyState !== WebSocket.OPEN || state.turn) return;
+  if (!text.trim() || !state.socket || state.socket.readyState !== WebSocket.OPEN || state.turn || state.pending) return;
   const frame = { type: "message", message: text, provider: $("#provider").value, model: $("#model").value };
   if ($("#prompt").value) frame.system_prompt_id = Number($("#prompt").value);
   const boxes = [...document.querySelectorAll("#servers input")];
@@ -573,16 +700,21 @@ function send() {
   if (chosen.length !== boxes.length) frame.mcp_servers = chosen;
   const attached = takeAttachments();
   if (attached.length) frame.attachments = attached;
-  $("#messages").append(userBubble(text, attached.map((a) => ({ title: `Attached: ${a.uri} (${a.server})` }))));
+  const bubble = userBubble(text, attached.map((a) => ({ title: `Attached: ${a.uri} (${a.server})` })));
+  bubble.classList.add("pending");
+  $("#messages").append(bubble);
   $("#input").value = "";
-  startTurnUi();
+  state.pending = { text, attached, bubble };
+  $("#send").disabled = true;
+  $("#stop").hidden = false;
+  setStatus("Sending…");
   scrollDown();
   state.socket.send(JSON.stringify(frame));
 }
 
 function enableComposer(enabled) {
   $("#input").disabled = !enabled;
-  $("#send").disabled = !enabled || Boolean(state.turn);
+  $("#send").disabled = !enabled || Boolean(state.turn || state.pending);
 }
 
 // --- pickers -----------------------------------------------------------------------------------
@@ -591,9 +723,16 @@ async function loadPickers() {
   const [providers, prompts, servers] = await Promise.all([
     api("/api/providers"), api("/api/prompts?page_size=200"), api("/api/mcp/servers").catch(() => []),
   ]);
-  state.providers = providers.filter((p) => p.enabled && p.configured);
+  // A provider that cannot answer now (no key, server not reachable) stays listed, disabled, with the reason.
+  const enabled = providers.filter((p) => p.enabled);
+  state.providers = enabled.filter((p) => p.status === "ready");
   const providerSelect = $("#provider");
-  providerSelect.replaceChildren(...state.providers.map((p) => new Option(p.display_name, p.name)));
+  providerSelect.replaceChildren(...enabled.map((p) => {
+    const ready = p.status === "ready";
+    const option = new Option(ready ? p.display_name : `${p.display_name} — ${p.problem}`, p.name);
+    option.disabled = !ready;
+    return option;
+  }));
   $("#prompt").append(...prompts.results.map((p) => new Option(p.name + (p.is_owner ? "" : " (shared)"), p.id)));
   renderServers(servers);
   loadMcpPrompts();  // the MCP prompts optgroup fills in when the servers have answered
@@ -605,7 +744,17 @@ async function loadModels(preferred) {
   if (!provider) return;
   const listing = await api(`/api/providers/${provider}/models`);
   const select = $("#model");
-  select.replaceChildren(...listing.models.map((m) => new Option(m.display_name || m.id, m.id)));
+  const options = listing.models.map((m) => new Option(m.display_name || m.id, m.id));
+  if (!listing.live) {
+    // Not the provider's own list: say why, rather than show a short or empty list without a word.
+    const note = new Option(`${listing.models.length ? "Saved models only" : "No models"}: ${listing.error}`, "");
+    note.disabled = true;
+    note.selected = !listing.models.length;  // shown in the closed picker when there is nothing to choose
+    note.className = "not-live";
+    options.unshift(note);
+  }
+  select.replaceChildren(...options);
+  select.title = listing.live ? "" : listing.error || "";
   if (preferred && listing.models.some((m) => m.id === preferred)) select.value = preferred;
 }
 
@@ -711,7 +860,7 @@ $("#new-chat").addEventListener("click", newChat);
 $("#provider").addEventListener("change", () => loadModels());
 $("#prompt").addEventListener("change", promptPicked);
 $("#attach").addEventListener("click", openAttachPanel);
-$("#stop").addEventListener("click", () => state.socket && state.socket.send(JSON.stringify({ type: "cancel" })));
+$("#stop").addEventListener("click", stop);
 $("#composer").addEventListener("submit", (event) => { event.preventDefault(); send(); });
 $("#input").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); send(); }
