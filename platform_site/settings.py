@@ -74,7 +74,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
-    "platform_site",  # system checks only (platform_site/checks.py)
+    "platform_site",  # system checks (platform_site/checks.py) and the devsetup command
     "accounts",
     "providers",
     "mcp_servers",

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from platform_site.async_views import AsyncApiView as AsyncAPIView
 
 from .models import Provider
-from .registry import adapter_class_or_none, provider_base_url, provider_problem, public_url
+from .registry import adapter_class_or_none, provider_base_url, provider_problem, provider_state, public_url
 from .selectors import aprovider_get, provider_health, provider_list, provider_models
 from .types import Capabilities
 
@@ -35,8 +35,17 @@ class ProviderOutputSerializer(serializers.Serializer):
     kind = serializers.CharField()
     display_name = serializers.CharField()
     enabled = serializers.BooleanField()
-    configured = serializers.SerializerMethodField()
-    problem = serializers.SerializerMethodField(help_text="Why the provider cannot be called as configured.")
+    configured = serializers.SerializerMethodField(
+        help_text="Whether its configuration is complete (kind, base URL, key); `status` also says if it answers."
+    )
+    status = serializers.SerializerMethodField(
+        help_text=(
+            "`ready`: can be offered; `no_key`: its API key is not in the environment; `not_configured`: its kind "
+            "or base URL is missing; `unreachable`: a provider that needs no key (Ollama, a local server) whose "
+            "server does not accept connections (probed with a short timeout, at most every CONFIG_CACHE_SECONDS)."
+        )
+    )
+    problem = serializers.SerializerMethodField(help_text="Why the provider is not ready, as a sentence to show.")
     base_url = serializers.SerializerMethodField()
     capabilities = serializers.SerializerMethodField()
 
@@ -46,8 +55,12 @@ class ProviderOutputSerializer(serializers.Serializer):
     def get_configured(self, provider: Provider) -> bool:
         return provider_problem(provider) is None
 
+    @extend_schema_field(serializers.ChoiceField(choices=["ready", "no_key", "not_configured", "unreachable"]))
+    def get_status(self, provider: Provider) -> str:
+        return provider_state(provider).status
+
     def get_problem(self, provider: Provider) -> str | None:
-        return provider_problem(provider)
+        return provider_state(provider).reason
 
     def get_base_url(self, provider: Provider) -> str | None:
         return public_url(provider_base_url(provider))

@@ -4,15 +4,20 @@ The kinds are the adapter classes listed in ``settings.PROVIDER_ADAPTERS``; ever
 (label, default base URL, fallback key variables, price source, schema dialect) is read from its class, so
 no table here is keyed by kind. Base URL and key are read when the adapter is built, never frozen into rows.
 An adapter (and its SDK client with its connection pool) is created once per event loop and configuration,
-then reused: SDK async clients belong to the loop that made them.
+then reused: SDK async clients belong to the loop that made them. ``provider_state`` says whether a row can
+be offered now (ready, no key, not configured, or a keyless server that refuses connections).
 """
 
 import functools
 import os
+import socket
+import threading
+import time
 import weakref
 from asyncio import AbstractEventLoop, get_running_loop
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
@@ -158,6 +163,84 @@ def provider_problem(provider: "Provider") -> str | None:
 
 def provider_is_configured(provider: "Provider") -> bool:
     return provider_problem(provider) is None
+
+
+ProviderStatus = Literal["ready", "no_key", "not_configured", "unreachable"]
+
+# A probe answers in this long or the server counts as unreachable: a page that lists providers must not wait
+# on one that is down. Refused connections (nothing listening) answer at once.
+PROBE_CONNECT_TIMEOUT = 0.5
+_probes: dict[str, tuple[float, bool]] = {}
+_probes_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ProviderState:
+    """Whether a provider can be offered now: ``status``, and ``reason`` (a sentence to show) when it is not ready."""
+
+    status: ProviderStatus
+    reason: str | None = None
+
+
+def _reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return False
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # a port that is not a number
+        return False
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=PROBE_CONNECT_TIMEOUT):
+            return True
+    except OSError:
+        return False
+
+
+def provider_reachable(url: str) -> bool:
+    """Whether something accepts connections at ``url``'s host and port, as probed at most every
+    CONFIG_CACHE_SECONDS per process (a connect only: the model list then says whether it speaks the protocol)."""
+    now = time.monotonic()
+    with _probes_lock:
+        entry = _probes.get(url)
+    if entry is not None and now - entry[0] <= settings.CONFIG_CACHE_SECONDS:
+        return entry[1]
+    reachable = _reachable(url)
+    with _probes_lock:
+        _probes[url] = (time.monotonic(), reachable)
+    return reachable
+
+
+def provider_probe_cache_clear() -> None:
+    with _probes_lock:
+        _probes.clear()
+
+
+def provider_state(provider: "Provider") -> ProviderState:
+    """Whether ``provider`` can be offered for a turn now.
+
+    A provider that needs a key and has one is ``ready`` without a network call (a public API is taken to be
+    up); one that runs without a key (Ollama, a local OpenAI-compatible server) is ``ready`` only if its server
+    accepts connections: "configured" alone offered an Ollama that nothing served.
+    """
+    cls = adapter_class_or_none(provider.kind)
+    if cls is None:
+        return ProviderState("not_configured", provider_problem(provider))
+    base_url = provider_base_url(provider)
+    # A missing base URL is the first thing to fix; a missing key comes next.
+    if cls.requires_api_key and provider_api_key(provider) is None and (base_url or not cls.requires_base_url):
+        return ProviderState("no_key", f"no API key (set {_key_names(provider, cls)} in the environment)")
+    problem = provider_problem(provider)
+    if problem is not None:
+        return ProviderState("not_configured", problem)
+    if provider_api_key(provider) is None and base_url and not provider_reachable(base_url):
+        return ProviderState("unreachable", f"not reachable at {public_url(base_url)}")
+    return ProviderState("ready")
+
+
+def _key_names(provider: "Provider", cls: type[ProviderAdapter]) -> str:
+    names = ([provider.api_key_env] if provider.api_key_env else []) + list(cls.fallback_key_env)
+    return " or ".join(dict.fromkeys(names)) or "its key variable"
 
 
 def adapter_for(provider: "Provider") -> ProviderAdapter:

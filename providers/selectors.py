@@ -17,7 +17,7 @@ from platform_site.exceptions import NotFound, ValidationFailed
 from .errors import ProviderError
 from .models import Provider, ProviderHealthSnapshot, ProviderModel
 from .pricing import list_prices
-from .registry import adapter_for, provider_problem
+from .registry import adapter_for, provider_probe_cache_clear, provider_problem
 from .types import HealthResult, ModelInfo
 
 
@@ -30,6 +30,7 @@ _rows: dict[str, tuple[float, Provider | None, dict[str, ProviderModel]]] = {}
 
 def provider_cache_clear() -> None:
     _rows.clear()
+    provider_probe_cache_clear()  # a row's new base URL is probed afresh
 
 
 def _provider_cached(name: str) -> tuple[Provider | None, dict[str, ProviderModel]]:

@@ -55,12 +55,12 @@ case "$cmd" in
   run)
     setup
     export DEBUG="${DEBUG:-1}"
-    "$VENV/bin/python" manage.py migrate --noinput
-    "$VENV/bin/python" manage.py collectstatic --noinput --verbosity 0
-    "$VENV/bin/python" manage.py ensureadmin
-    "$VENV/bin/python" manage.py ensure_default_mcp_servers
+    # One process: migrations (only when one is unapplied), the admin user, the default MCP servers. No
+    # collectstatic: static files are served from the apps (platform_site/management/commands/devsetup.py).
+    "$VENV/bin/python" manage.py devsetup
     host="${HOST:-127.0.0.1}"
     port="${PORT:-8000}"
+    echo "Chat:     http://$host:$port/"
     echo "Admin:    http://$host:$port/admin/"
     echo "API docs: http://$host:$port/api/docs/"
     # The server's WebSocket cap sits above CHAT_WS_MAX_FRAME_BYTES: larger frames get the frame_too_large error.

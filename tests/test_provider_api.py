@@ -4,6 +4,7 @@ import pytest
 
 from providers.models import Provider, ProviderModel
 
+from .conftest import free_port
 from .fakes.ollama_wire import OllamaWire
 from .fakes.wire import Fail
 
@@ -47,6 +48,51 @@ def test_list_shows_each_provider_with_configuration_but_no_secrets(api, no_keys
     assert by_name["openai"]["capabilities"]["tools"] is True
     assert "sk-secret-value" not in response.content.decode()
     assert "hunter2" not in response.content.decode()
+
+
+def _listed(api) -> dict[str, dict]:
+    return {item["name"]: item for item in api.get("/api/providers").json()}
+
+
+def test_ollama_with_nothing_listening_is_unreachable_but_still_configured(api, monkeypatch):
+    # given: an Ollama base URL whose port nobody listens on
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("OLLAMA_BASE_URL", url)
+
+    # when
+    ollama = _listed(api)["ollama"]
+
+    # then
+    assert (ollama["status"], ollama["configured"]) == ("unreachable", True)
+    assert ollama["problem"] == f"not reachable at {url}"
+
+
+def test_ollama_at_a_listening_server_is_ready(api, ollama):
+    listed = _listed(api)["ollama"]
+
+    assert (listed["status"], listed["configured"], listed["problem"]) == ("ready", True, None)
+
+
+def test_ollama_row_base_url_is_probed_not_the_default(api, ollama, monkeypatch):
+    # given: the row names a closed port; the environment's URL (a live server) must not hide it
+    url = f"http://127.0.0.1:{free_port()}"
+    Provider.objects.filter(name="ollama").update(base_url=url)
+
+    listed = _listed(api)["ollama"]
+
+    assert (listed["status"], listed["problem"]) == ("unreachable", f"not reachable at {url}")
+
+
+def test_keyed_provider_without_its_key_is_no_key(api, no_keys, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+
+    listed = _listed(api)
+
+    assert (listed["anthropic"]["status"], listed["anthropic"]["configured"]) == ("no_key", False)
+    assert listed["anthropic"]["problem"] == "no API key (set ANTHROPIC_API_KEY in the environment)"
+    assert (listed["gemini"]["status"], listed["gemini"]["configured"]) == ("no_key", False)
+    # a keyed provider with its key is ready without a call to its (public) API
+    assert (listed["openai"]["status"], listed["openai"]["problem"]) == ("ready", None)
 
 
 def test_google_api_key_is_accepted_for_gemini(api, no_keys, monkeypatch):
